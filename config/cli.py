@@ -1,0 +1,178 @@
+"""The ``earshot`` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from earshot.listener import __version__
+from earshot.listener.store import redact_url
+
+from .logs import setup_logging
+from .settings import (
+    ConfigError,
+    Secrets,
+    Settings,
+    database_url,
+    load_settings,
+    parse_settings,
+    source_name,
+)
+
+app = typer.Typer(
+    name="earshot",
+    help="Self-hosted social listening: hear mentions, understand them, answer them in Slack.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+logger = logging.getLogger("earshot.cli")
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="EARSHOT_CONFIG",
+        help="The TOML config file (see config/earshot.example.toml).",
+    ),
+]
+
+
+def _load(path: Path) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        typer.echo(exc.render(), err=True)
+        raise typer.Exit(2) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"earshot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """earshot listens to public sources and posts what matters to Slack."""
+
+
+@app.command()
+def run(
+    config: ConfigOption = Path("earshot.toml"),
+    once: Annotated[
+        bool, typer.Option("--once", help="Poll every source once, deliver, and exit.")
+    ] = False,
+) -> None:
+    """Run the listener: on its schedule until stopped, or once with --once."""
+    from .service import Service, run_once
+    from .wiring import build
+
+    setup_logging()
+    settings = _load(config)
+    app_ = build(settings, Secrets.from_env(), base_dir=config.resolve().parent)
+    if once:
+        try:
+            code = run_once(app_)
+        finally:
+            app_.close()
+        raise typer.Exit(code)
+    raise typer.Exit(Service(app_).run_forever())
+
+
+@app.command()
+def check(config: ConfigOption = Path("earshot.toml")) -> None:
+    """Validate the config and print what would run (exit 2 on a config error)."""
+    settings = _load(config)
+    secrets = Secrets.from_env()
+    lines = [f"config OK: {config}", f"product: {settings.product.name}"]
+    for query in settings.product.queries:
+        lines.append(f"  query: {query}")
+    if settings.product.excluded_authors:
+        lines.append(f"  excluded authors: {', '.join(settings.product.excluded_authors)}")
+    lines.append(
+        f"sentiment: negative <= {settings.sentiment.negative_at}, "
+        f"positive >= {settings.sentiment.positive_at}"
+    )
+    lines.append("sources:")
+    for entry in settings.sources:
+        from earshot.listener.sources import SOURCE_TYPES
+
+        cls = SOURCE_TYPES[entry.type]
+        detail = ""
+        subreddits = getattr(entry, "subreddits", None)
+        if subreddits:
+            detail = f" r/{', r/'.join(subreddits)} ({', '.join(getattr(entry, 'listings', []))})"
+        if entry.type == "appstore":
+            detail = f" app {getattr(entry, 'app_id', '')} in {', '.join(getattr(entry, 'countries', []))}"
+        lines.append(
+            f"  - {source_name(entry)} ({entry.type}){detail}: every {entry.every:g}s, "
+            f"{entry.base_url or cls.default_base_url}"
+        )
+    if secrets.slack_bot_token:
+        lines.append(f"delivery: Slack at {settings.slack.api_url} (SLACK_BOT_TOKEN set)")
+    else:
+        lines.append("delivery: console (SLACK_BOT_TOKEN not set)")
+    lines.append(
+        f"  negative -> {settings.slack.alerts_channel or '(none)'}, "
+        f"positive -> {settings.slack.amplify_channel or '(none)'}"
+    )
+    url = database_url(settings, secrets, base=config.resolve().parent)
+    lines.append(f"database: {redact_url(url)}")
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def demo(
+    quiet_logs: Annotated[bool, typer.Option("--quiet/--verbose", help="Hide the log lines.")] = True,
+) -> None:
+    """Replay bundled real payloads through the pipeline to the console, offline."""
+    from earshot.responders.console import ConsoleChannel
+
+    from .demo import demo_config_text, demo_transport
+    from .wiring import build
+
+    setup_logging(level="WARNING" if quiet_logs else None, fmt="text")
+    settings = parse_settings(tomllib.loads(demo_config_text()), "demo.toml")
+    app_ = build(
+        settings,
+        Secrets(),
+        transport=demo_transport(),
+        channel=ConsoleChannel(sys.stdout),
+        database="sqlite://",
+    )
+    try:
+        reports = app_.pipeline.poll_all(app_.sources, force=True)
+        delivered = app_.worker.drain(timeout=30)
+    finally:
+        app_.close()
+    stored = sum(r.stored for r in reports)
+    fetched = sum(r.fetched for r in reports)
+    typer.echo(
+        f"\nearshot demo: {fetched} items fetched from {len(reports)} sources, "
+        f"{stored} matched and stored, {delivered.sent} alerts delivered "
+        f"(neutral mentions are stored without an alert). "
+        f"Next: write a config (config/earshot.example.toml) and run `earshot run --once`."
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

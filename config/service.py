@@ -1,0 +1,126 @@
+"""Running earshot: once (poll everything, deliver, exit) or on a schedule until stopped.
+
+The schedule is APScheduler 3's ``BackgroundScheduler``: one interval job per source (never
+two runs of one source at once, missed runs coalesced) and one delivery job that drains the
+outbox every couple of seconds. SIGINT and SIGTERM stop it cleanly: running polls finish,
+the scheduler shuts down, and whatever is still queued stays in the outbox for next time.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from earshot.listener.sources import Source
+from earshot.responders.delivery import DeliveryReport
+
+from .wiring import Earshot
+
+logger = logging.getLogger("earshot.service")
+
+DELIVERY_EVERY = 2.0
+
+
+def run_once(app: Earshot, *, drain_timeout: float = 300.0) -> int:
+    """Poll every source once, deliver what that produced, and return an exit code."""
+    reports = app.pipeline.poll_all(app.sources, force=True)
+    delivered = app.worker.drain(timeout=drain_timeout)
+    stored = sum(r.stored for r in reports)
+    failed_sources = [r.source for r in reports if r.errors]
+    logger.info(
+        "once: %d sources polled, %d new mentions, %d alerts sent, %d undeliverable%s",
+        len(reports),
+        stored,
+        delivered.sent,
+        delivered.failed,
+        f", failing: {', '.join(failed_sources)}" if failed_sources else "",
+    )
+    return 1 if delivered.failed else 0
+
+
+class Service:
+    """The long-running process: scheduled polls and delivery until a stop signal."""
+
+    def __init__(self, app: Earshot) -> None:
+        self.app = app
+        self.stopping = threading.Event()
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max(4, len(app.sources) + 1))},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+            timezone=UTC,
+        )
+
+    def poll(self, source: Source) -> None:
+        if not self.stopping.is_set():
+            self.app.pipeline.poll(source)
+
+    def deliver(self) -> DeliveryReport | None:
+        if self.stopping.is_set():
+            return None
+        try:
+            return self.app.worker.run_once()
+        except Exception:
+            logger.exception("delivery round failed")
+            return None
+
+    def start(self) -> None:
+        now = datetime.now(UTC)
+        for index, source in enumerate(self.app.sources):
+            self.scheduler.add_job(
+                self.poll,
+                IntervalTrigger(seconds=self.app.every[source.key], timezone=UTC),
+                args=[source],
+                id=f"poll:{source.key}",
+                name=f"poll {source.key}",
+                next_run_time=now + timedelta(seconds=index * 0.5),
+            )
+        self.scheduler.add_job(
+            self.deliver,
+            IntervalTrigger(seconds=DELIVERY_EVERY, timezone=UTC),
+            id="deliver",
+            name="deliver outbox",
+            next_run_time=now,
+        )
+        self.scheduler.start()
+        logger.info(
+            "earshot running: %d sources, delivering to %s",
+            len(self.app.sources),
+            self.app.channel.name,
+        )
+
+    def stop(self, *_: object) -> None:
+        self.stopping.set()
+
+    def run_forever(self) -> int:
+        """Start, wait for SIGINT/SIGTERM, stop cleanly."""
+
+        def _handler(signum: int, _frame: FrameType | None) -> None:
+            logger.info("received %s, stopping", signal.Signals(signum).name)
+            self.stopping.set()
+
+        previous = {
+            sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            self.start()
+            self.stopping.wait()
+        finally:
+            self.shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        counts = self.app.store.outbox_counts()
+        logger.info("stopped; outbox: %s", counts or "empty")
+        self.app.close()

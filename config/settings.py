@@ -1,0 +1,339 @@
+"""Settings: the TOML config file, validated, plus the secrets from the environment.
+
+Every key is documented in ``earshot.example.toml``. Secrets (tokens, the database URL with
+its password) are read only from the environment and never printed. A mistake in the file
+raises ``ConfigError`` whose message names the key, e.g.::
+
+    sources[0].evry: unknown key (did you mean 'every'?)
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from earshot.listener.query import QuerySet, QuerySyntaxError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``"30s"``, ``"5m"``, ``"1h"``, ``"7d"`` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like '30s', '5m', '1h' or '7d'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
+    else:
+        raise ValueError(f"expected a duration like '30s', '5m', '1h' or '7d', got {value!r}")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProductSettings(_Section):
+    """``[product]``: what to listen for."""
+
+    name: str = Field(min_length=1)
+    queries: list[str] = Field(default_factory=list)
+    excluded_authors: list[str] = Field(default_factory=list)
+
+    @field_validator("queries")
+    @classmethod
+    def _parse_queries(cls, queries: list[str]) -> list[str]:
+        for index, text in enumerate(queries):
+            try:
+                QuerySet([text])
+            except QuerySyntaxError as exc:
+                raise ValueError(f"query [{index}] {text!r}: {exc.message} at position {exc.position}") from None
+        return queries
+
+
+class SentimentSettings(_Section):
+    """``[sentiment]``: the compound-score thresholds of the labels."""
+
+    negative_at: float = Field(-0.5, ge=-1.0, le=1.0)
+    positive_at: float = Field(0.5, ge=-1.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SentimentSettings:
+        if self.negative_at >= self.positive_at:
+            raise ValueError("negative_at must be lower than positive_at")
+        return self
+
+
+class SlackSettings(_Section):
+    """``[slack]``: where alerts go. The bot token comes from ``SLACK_BOT_TOKEN``."""
+
+    api_url: str = "https://slack.com/api/"
+    alerts_channel: str | None = "#cx-alerts"
+    amplify_channel: str | None = "#cx-wins"
+    interactive: bool = False
+
+    @field_validator("api_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class StorageSettings(_Section):
+    """``[storage]``: the embedded SQLite file, used when ``DATABASE_URL`` is not set."""
+
+    path: str = "earshot.db"
+
+
+class _SourceSettings(_Section):
+    name: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    every: Duration = 300.0
+    base_url: str | None = None
+    requests_per_minute: float | None = Field(None, gt=0)
+    backfill: Duration = 86400.0
+    timeout: Duration = 20.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class HackerNewsSettings(_SourceSettings):
+    type: Literal["hackernews"]
+    tags: str = "(story,comment)"
+    hits_per_page: int = Field(100, ge=1, le=1000)
+
+
+class RedditSettings(_SourceSettings):
+    type: Literal["reddit"]
+    subreddits: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    listings: list[Literal["new", "comments"]] = Field(
+        default_factory=lambda: ["new", "comments"], min_length=1
+    )
+
+
+class AppStoreSettings(_SourceSettings):
+    type: Literal["appstore"]
+    app_id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)] = Field(
+        pattern=r"^\d+$"
+    )
+    countries: list[Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")]] = Field(
+        default_factory=lambda: ["us"], min_length=1
+    )
+    max_pages: int = Field(10, ge=1, le=10)
+
+
+SourceSettings = Annotated[
+    HackerNewsSettings | RedditSettings | AppStoreSettings, Field(discriminator="type")
+]
+SOURCE_SETTINGS: dict[str, type[_SourceSettings]] = {
+    "hackernews": HackerNewsSettings,
+    "reddit": RedditSettings,
+    "appstore": AppStoreSettings,
+}
+
+
+class Settings(_Section):
+    """The whole config file."""
+
+    product: ProductSettings
+    sentiment: SentimentSettings = SentimentSettings()
+    slack: SlackSettings = SlackSettings()
+    storage: StorageSettings = StorageSettings()
+    sources: list[SourceSettings] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        names = [source_name(s) for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(
+                f"two sources share the name {duplicates[0]!r}: give each a distinct 'name'"
+            )
+        needs_query = [s.type for s in self.sources if s.type != "appstore"]
+        if needs_query and not self.product.queries:
+            raise ValueError(
+                f"product.queries is empty, but source {needs_query[0]!r} needs queries"
+            )
+        return self
+
+
+def source_name(settings: _SourceSettings) -> str:
+    """The source's name: its ``name`` key, or a default from its type."""
+    if settings.name:
+        return settings.name
+    if isinstance(settings, AppStoreSettings):
+        return f"appstore-{settings.app_id}"
+    return str(getattr(settings, "type", "source"))
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What comes from the environment only. ``repr`` never shows the values."""
+
+    slack_bot_token: str | None = None
+    slack_app_token: str | None = None
+    slack_signing_secret: str | None = None
+    database_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Secrets:
+        env = os.environ if env is None else env
+        return cls(
+            slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
+            slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+            slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+            database_url=env.get("DATABASE_URL") or None,
+        )
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={'set' if getattr(self, name) else 'unset'}"
+            for name in ("slack_bot_token", "slack_app_token", "slack_signing_secret", "database_url")
+        )
+        return f"Secrets({shown})"
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; the message names each bad key."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+    def render(self) -> str:
+        lines = [f"config error in {self.path}:"]
+        lines.extend(f"  - {problem}" for problem in self.problems)
+        return "\n".join(lines)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in SOURCE_SETTINGS:  # the discriminated-union tag pydantic adds
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _known_keys(loc: tuple[Any, ...], data: Any) -> list[str]:
+    """The keys allowed at ``loc`` (for did-you-mean)."""
+    model: type[BaseModel] | None = Settings
+    node: Any = data
+    for part in loc[:-1]:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else {}
+            continue
+        if part in SOURCE_SETTINGS:
+            model = SOURCE_SETTINGS[part]
+            continue
+        field = model.model_fields.get(part)
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+        if field is None:
+            return []
+        if part == "sources":
+            kind = node[0].get("type") if isinstance(node, list) and node else None
+            model = SOURCE_SETTINGS.get(str(kind))
+            continue
+        annotation = field.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    if model is None and isinstance(node, dict):
+        kind = node.get("type")
+        model = SOURCE_SETTINGS.get(str(kind))
+    return list(model.model_fields) if model is not None else []
+
+
+def _problems(exc: ValidationError, data: Any) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        where = _location(loc)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            close = difflib.get_close_matches(key, _known_keys(loc, data), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{where}: unknown key{hint}")
+        elif kind == "union_tag_invalid":
+            tag = str(error.get("ctx", {}).get("tag", ""))
+            close = difflib.get_close_matches(tag, list(SOURCE_SETTINGS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            known = ", ".join(SOURCE_SETTINGS)
+            problems.append(f"{where}.type: unknown source type {tag!r}{hint}; known: {known}")
+        elif kind == "union_tag_not_found":
+            problems.append(f"{where}.type: missing (one of {', '.join(SOURCE_SETTINGS)})")
+        elif kind == "missing":
+            problems.append(f"{where}: required key missing")
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {message}")
+    return problems
+
+
+def parse_settings(data: Mapping[str, Any], path: str = "<config>") -> Settings:
+    """Validate a decoded config document."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, _problems(exc, data)) from None
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), ["not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"invalid TOML: {exc}"]) from None
+    return parse_settings(data, str(path))
+
+
+def database_url(settings: Settings, secrets: Secrets, *, base: Path | None = None) -> str:
+    """``DATABASE_URL`` if set, else the SQLite file of ``[storage] path``."""
+    if secrets.database_url:
+        return secrets.database_url
+    path = Path(settings.storage.path)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return f"sqlite:///{path}"

@@ -1,0 +1,253 @@
+"""The pipeline: source -> mention -> match -> store (dedupe) -> classify -> route -> outbox.
+
+``Pipeline.poll(source)`` runs one poll of one source. It never raises: a failing source
+is logged, counted and reported in its ``SourceHealth``, and the next source goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .models import Label, Mention, utcnow
+from .query import Document, QuerySet
+from .sentiment import Classifier
+from .sources.base import FatalError, RateLimitedError, Source, SourceError
+from .store import Route, Store
+
+logger = logging.getLogger("earshot.listener.pipeline")
+
+#: Stored text is cut here; classification reads the first ``CLASSIFY_CHARS``.
+MAX_TEXT = 100_000
+MAX_FIELD = 2_000
+CLASSIFY_CHARS = 5_000
+
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\x00"))
+
+
+def clean(value: str, limit: int) -> str:
+    """Text safe to store anywhere: no NULs, no lone surrogates, at most ``limit`` chars."""
+    value = value.translate(_ZERO_WIDTH)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", errors="replace").decode("utf-8")
+    return value[:limit]
+
+
+class Router:
+    """Decides where an alert goes from its sentiment.
+
+    Negative (and mixed or unscored) mentions go to the alerts channel for community leads,
+    positive ones to the amplify channel for marketing, neutral ones nowhere.
+    """
+
+    def __init__(
+        self,
+        alerts_channel: str | None,
+        amplify_channel: str | None,
+        *,
+        alert_labels: Iterable[str] = (Label.NEGATIVE, Label.MIXED, Label.UNSCORED),
+    ) -> None:
+        self.alerts_channel = alerts_channel
+        self.amplify_channel = amplify_channel
+        self.alert_labels = {str(label) for label in alert_labels}
+
+    def routes(self, mention: Mention) -> list[Route]:
+        label = mention.sentiment_label or ""
+        if label in self.alert_labels and self.alerts_channel:
+            return [(self.alerts_channel, "alert")]
+        if label == Label.POSITIVE and self.amplify_channel:
+            return [(self.amplify_channel, "alert")]
+        return []
+
+
+@dataclass
+class SourceHealth:
+    """How one source is doing: ``ok``, ``degraded`` (some units failed) or ``failing``."""
+
+    key: str
+    status: str = "unknown"
+    consecutive_failures: int = 0
+    last_success: datetime | None = None
+    last_error: str | None = None
+    not_before: float = 0.0
+
+
+@dataclass
+class PollReport:
+    """The figures of one poll."""
+
+    source: str
+    fetched: int = 0
+    matched: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    queued: int = 0
+    skipped: int = 0
+    requests: int = 0
+    errors: list[str] = field(default_factory=list)
+    labels: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class Pipeline:
+    """Polls sources and turns what they find into stored, classified, queued mentions."""
+
+    def __init__(
+        self,
+        store: Store,
+        queries: QuerySet,
+        classifier: Classifier,
+        router: Router,
+        *,
+        backoff_base: float = 30.0,
+        backoff_max: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.queries = queries
+        self.classifier = classifier
+        self.router = router
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.clock = clock
+        self.health: dict[str, SourceHealth] = {}
+        self.totals: Counter[str] = Counter()
+
+    def health_of(self, source: Source) -> SourceHealth:
+        return self.health.setdefault(source.key, SourceHealth(source.key))
+
+    def poll(self, source: Source, *, force: bool = False) -> PollReport:
+        """Poll ``source`` once and store what it found. Never raises."""
+        report = PollReport(source.key)
+        health = self.health_of(source)
+        started = time.perf_counter()
+        if not force and self.clock() < health.not_before:
+            wait = health.not_before - self.clock()
+            logger.info("%s: backing off, next poll in %.0fs", source.key, wait)
+            report.errors.append(f"backing off for {wait:.0f}s")
+            return report
+        try:
+            self._poll(source, report)
+        except SourceError as exc:
+            report.errors.append(str(exc))
+            self._failed(source, health, exc)
+        except Exception as exc:
+            logger.exception("%s: poll failed", source.key)
+            report.errors.append(f"{type(exc).__name__}: {exc}")
+            self._failed(source, health, exc)
+        else:
+            if report.errors:
+                health.status = "degraded"
+                health.last_error = report.errors[-1]
+            else:
+                health.status = "ok"
+                health.last_error = None
+            health.consecutive_failures = 0
+            health.last_success = utcnow()
+            health.not_before = 0.0
+        report.seconds = time.perf_counter() - started
+        self._count(report)
+        logger.info(
+            "%s: fetched=%d matched=%d stored=%d duplicates=%d queued=%d skipped=%d errors=%d",
+            source.key,
+            report.fetched,
+            report.matched,
+            report.stored,
+            report.duplicates,
+            report.queued,
+            report.skipped,
+            len(report.errors),
+        )
+        return report
+
+    def poll_all(self, sources: Sequence[Source], *, force: bool = False) -> list[PollReport]:
+        return [self.poll(source, force=force) for source in sources]
+
+    def _poll(self, source: Source, report: PollReport) -> None:
+        cursor = self.store.get_cursor(source.key)
+        result = source.poll(cursor, self.queries.search_terms())
+        report.requests = result.requests
+        report.fetched = len(result.mentions)
+        report.skipped = result.skipped
+        report.errors.extend(str(exc) for exc in result.errors)
+        kept = [m for m in result.mentions if self._match(source, m)]
+        report.matched = len(kept)
+        # Store whatever the poll got, with the cursor of the units that succeeded (a failed
+        # unit's cursor is left where it was), before deciding how the poll went.
+        ingest = self.store.ingest(source.key, kept, result.cursor, self._prepare)
+        report.stored = len(ingest.stored)
+        report.duplicates = ingest.duplicates
+        report.queued = ingest.queued
+        report.labels.update(m.sentiment_label or "" for m in ingest.stored)
+        if result.errors and len(result.errors) >= max(1, result.units):
+            raise result.errors[0]
+
+    def _match(self, source: Source, mention: Mention) -> bool:
+        mention.title = clean(mention.title, MAX_FIELD)
+        mention.text = clean(mention.text, MAX_TEXT)
+        mention.author = clean(mention.author, 255)
+        mention.site = clean(mention.site, 255)
+        mention.url = clean(mention.url, MAX_FIELD)
+        doc = Document(
+            text=mention.body, author=mention.author, site=mention.site, lang=mention.language
+        )
+        if not source.needs_query:
+            if self.queries.excludes_author(mention.author):
+                return False
+            return True
+        query = self.queries.match(doc)
+        if query is None:
+            return False
+        mention.matched_query = query.text[:500]
+        return True
+
+    def _prepare(self, mention: Mention) -> list[Route]:
+        result = self.classifier.classify(
+            mention.body[:CLASSIFY_CHARS], mention.rating, mention.language
+        )
+        mention.sentiment_label = str(result.label)
+        mention.sentiment_score = round(float(result.score), 4)
+        mention.sentiment_reasons = list(result.reasons)
+        if result.language and not mention.language:
+            mention.language = result.language[:16]
+        return self.router.routes(mention)
+
+    def _failed(self, source: Source, health: SourceHealth, exc: Exception) -> None:
+        health.consecutive_failures += 1
+        health.status = "failing"
+        health.last_error = str(exc)
+        if isinstance(exc, RateLimitedError) and exc.retry_after:
+            delay = exc.retry_after
+        elif isinstance(exc, FatalError):
+            delay = self.backoff_max / 4
+        else:
+            delay = self.backoff_base * 2 ** (health.consecutive_failures - 1)
+        delay = min(self.backoff_max, delay) * random.uniform(0.8, 1.2)
+        health.not_before = self.clock() + delay
+        logger.warning(
+            "%s: poll failed (%d in a row), next try in %.0fs: %s",
+            source.key,
+            health.consecutive_failures,
+            delay,
+            exc,
+        )
+
+    def _count(self, report: PollReport) -> None:
+        self.totals["polls"] += 1
+        self.totals["fetched"] += report.fetched
+        self.totals["stored"] += report.stored
+        self.totals["duplicates"] += report.duplicates
+        self.totals["queued"] += report.queued
+        self.totals["skipped"] += report.skipped
+        self.totals["errors"] += len(report.errors)

@@ -1,0 +1,129 @@
+"""App Store customer reviews of your own app, through Apple's RSS feed (JSON flavour).
+
+``GET {base_url}/{country}/rss/customerreviews/page={n}/id={app_id}/sortby=mostrecent/json``
+
+Every review is a mention (no query needed) and keeps its star rating. The feed serves at
+most 10 pages of 50 reviews per storefront, newest first. Cursor, per country: the newest
+``updated`` time seen; a poll reads pages until it meets a review at or before it.
+
+Feed quirks handled here: a storefront without reviews has no ``entry`` key, a single
+review may come as an object instead of a list, and older feeds put the app's own metadata
+in the first entry (it has no ``im:rating`` and is not a review).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..models import Mention
+from .base import BadPayloadError, Cursor, PollResult, Source, SourceError, from_iso, logger
+
+
+def _label(entry: dict[str, Any], key: str) -> str:
+    value = entry.get(key)
+    if isinstance(value, dict):
+        label = value.get("label")
+        if isinstance(label, str):
+            return label
+    return ""
+
+
+class AppStoreSource(Source):
+    """Reviews of one app in a list of App Store countries."""
+
+    type = "appstore"
+    needs_query = False
+    default_base_url = "https://itunes.apple.com"
+    #: Undocumented feed: stay gentle.
+    default_requests_per_minute = 20.0
+
+    def __init__(
+        self,
+        *args: Any,
+        app_id: str,
+        countries: Sequence[str] = ("us",),
+        max_pages: int = 10,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.app_id = str(app_id)
+        self.countries = [country.lower() for country in countries]
+        self.max_pages = max_pages
+
+    def poll(self, cursor: Cursor | None, terms: Sequence[str]) -> PollResult:
+        states: dict[str, float] = dict((cursor or {}).get("countries", {}))
+        result = PollResult(mentions=[], cursor={"countries": states})
+        start = self.http.requests
+        for country in self.countries:
+            result.units += 1
+            watermark = float(states.get(country) or self.backfill_start())
+            try:
+                reviews = self._read(country, watermark, result)
+            except SourceError as exc:
+                if not result.fail(f"appstore {country}", exc):
+                    break
+                continue
+            if reviews:
+                states[country] = max(watermark, *(r.created_at.timestamp() for r in reviews))
+            result.mentions.extend(reviews)
+        result.requests = self.http.requests - start
+        return result
+
+    def _read(self, country: str, watermark: float, result: PollResult) -> list[Mention]:
+        reviews: list[Mention] = []
+        for page in range(1, self.max_pages + 1):
+            url = (
+                f"{self.base_url}/{country}/rss/customerreviews/page={page}"
+                f"/id={self.app_id}/sortby=mostrecent/json"
+            )
+            data = self.http.get_json(url)
+            feed = data.get("feed") if isinstance(data, dict) else None
+            if not isinstance(feed, dict):
+                raise BadPayloadError("appstore: answer has no 'feed' object")
+            entries = feed.get("entry", [])
+            if isinstance(entries, dict):
+                entries = [entries]
+            if not isinstance(entries, list):
+                raise BadPayloadError("appstore: 'entry' is neither a list nor an object")
+            reached = False
+            for entry in entries:
+                if not isinstance(entry, dict) or "im:rating" not in entry:
+                    continue  # the app's own metadata entry in older feeds
+                review = self._mention(entry, country)
+                if review is None:
+                    result.skipped += 1
+                    continue
+                if review.created_at.timestamp() <= watermark:
+                    reached = True
+                    continue
+                reviews.append(review)
+            if reached or not entries:
+                break
+        return reviews
+
+    def _mention(self, entry: dict[str, Any], country: str) -> Mention | None:
+        review_id = _label(entry, "id")
+        try:
+            rating = int(_label(entry, "im:rating"))
+            created = from_iso(_label(entry, "updated"))
+        except ValueError:
+            rating = 0
+            created = None
+        if not review_id or created is None or not 1 <= rating <= 5:
+            logger.warning("appstore: skipped a malformed review entry")
+            return None
+        author = entry.get("author")
+        name = _label(author, "name") if isinstance(author, dict) else ""
+        return Mention(
+            source=self.type,
+            external_id=review_id,
+            url=f"https://apps.apple.com/{country}/app/id{self.app_id}?see-all=reviews",
+            author=name,
+            site=country,
+            title=_label(entry, "title"),
+            text=_label(entry, "content"),
+            created_at=created,
+            rating=rating,
+            raw=entry,
+        )

@@ -1,0 +1,418 @@
+"""Storage: mentions, cursors and the delivery outbox, on SQLite or PostgreSQL.
+
+The one write that matters is ``Store.ingest``: in a single transaction it inserts the new
+mentions (the database's unique ``(source, external_id)`` drops repeats, even from another
+replica), queues their deliveries in the outbox, and moves the source's cursor. Either all
+of it happens or none of it does, so a crash can neither lose an alert (the cursor never
+moves past an item that was not stored) nor double one (a stored item is never queued again).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, event, func, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, SQLModel, col, create_engine, select
+
+from .models import (
+    Delivery,
+    DeliveryStatus,
+    Mention,
+    MentionStatus,
+    SourceCursor,
+    as_utc,
+    utcnow,
+)
+
+logger = logging.getLogger("earshot.listener.store")
+
+_CHUNK = 500
+
+#: Where an ingested mention should be delivered: (channel, kind).
+Route = tuple[str, str]
+
+
+def normalize_database_url(url: str) -> str:
+    """Pick the psycopg 3 driver for plain ``postgresql://`` URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The database URL with its password replaced, safe for logs and errors."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database url>"
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url``. SQLite gets WAL, a busy timeout and cross-thread use."""
+    url = normalize_database_url(url)
+    if url.startswith("sqlite"):
+        memory = url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=StaticPool if memory else None,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+@dataclass
+class IngestResult:
+    """What one ``ingest`` did."""
+
+    stored: list[Mention] = field(default_factory=list)
+    duplicates: int = 0
+    queued: int = 0
+
+
+@dataclass
+class Claimed:
+    """An outbox row leased to one worker, with its mention (if it has one)."""
+
+    delivery: Delivery
+    mention: Mention | None
+
+
+class Store:
+    """All database access of earshot goes through here."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(make_engine(url))
+
+    def create_schema(self) -> None:
+        """Create missing tables (the embedded default; migrations manage PostgreSQL)."""
+        SQLModel.metadata.create_all(self.engine)
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    # -- cursors -------------------------------------------------------------------------
+
+    def get_cursor(self, key: str) -> dict[str, Any] | None:
+        with Session(self.engine) as session:
+            row = session.get(SourceCursor, key)
+            return json.loads(row.value) if row else None
+
+    def _put_cursor(self, session: Session, key: str, value: dict[str, Any]) -> None:
+        stmt = self._insert(SourceCursor.__table__).values(
+            key=key, value=json.dumps(value, sort_keys=True), updated_at=utcnow()
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+        )
+        session.execute(stmt)
+
+    def set_cursor(self, key: str, value: dict[str, Any]) -> None:
+        with Session(self.engine) as session:
+            self._put_cursor(session, key, value)
+            session.commit()
+
+    # -- ingest --------------------------------------------------------------------------
+
+    def known_ids(self, source: str, external_ids: Iterable[str]) -> set[str]:
+        """Which of these ids are stored already for ``source``."""
+        ids = list(dict.fromkeys(external_ids))
+        known: set[str] = set()
+        with Session(self.engine) as session:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                rows = session.exec(
+                    select(Mention.external_id).where(
+                        Mention.source == source, col(Mention.external_id).in_(chunk)
+                    )
+                )
+                known.update(rows)
+        return known
+
+    def ingest(
+        self,
+        cursor_key: str | None,
+        mentions: Sequence[Mention],
+        cursor: dict[str, Any] | None,
+        prepare: Callable[[Mention], Sequence[Route]],
+    ) -> IngestResult:
+        """Store new mentions, queue their deliveries and move the cursor, atomically.
+
+        ``prepare`` is called once per mention that is not stored yet (classify it, decide
+        where it goes) and returns its routes. Items already stored are counted as
+        duplicates and never prepared or queued again.
+        """
+        result = IngestResult()
+        unique: dict[tuple[str, str], Mention] = {}
+        for mention in mentions:
+            unique.setdefault((mention.source, mention.external_id), mention)
+        result.duplicates = len(mentions) - len(unique)
+        by_source: dict[str, list[str]] = {}
+        for source, external_id in unique:
+            by_source.setdefault(source, []).append(external_id)
+        known = {
+            (source, external_id)
+            for source, ids in by_source.items()
+            for external_id in self.known_ids(source, ids)
+        }
+        fresh = [m for k, m in unique.items() if k not in known]
+        result.duplicates += len(unique) - len(fresh)
+        routes = {(m.source, m.external_id): list(prepare(m)) for m in fresh}
+
+        with Session(self.engine) as session:
+            inserted: dict[tuple[str, str], int] = {}
+            for start in range(0, len(fresh), _CHUNK):
+                chunk = fresh[start : start + _CHUNK]
+                rows = [_mention_row(m) for m in chunk]
+                stmt = (
+                    self._insert(Mention.__table__)
+                    .on_conflict_do_nothing(index_elements=["source", "external_id"])
+                    .returning(
+                        Mention.__table__.c.id,
+                        Mention.__table__.c.source,
+                        Mention.__table__.c.external_id,
+                    )
+                )
+                for row in session.execute(stmt, rows):
+                    inserted[(row.source, row.external_id)] = row.id
+            outbox: list[dict[str, Any]] = []
+            for mention in fresh:
+                mention_id = inserted.get((mention.source, mention.external_id))
+                if mention_id is None:  # another replica stored it first
+                    result.duplicates += 1
+                    continue
+                mention.id = mention_id
+                result.stored.append(mention)
+                for channel, kind in routes[(mention.source, mention.external_id)]:
+                    outbox.append(
+                        _delivery_row(
+                            f"{kind}:{mention.source}:{mention.external_id}:{channel}",
+                            channel,
+                            kind,
+                            mention_id,
+                        )
+                    )
+            if outbox:
+                stmt = (
+                    self._insert(Delivery.__table__)
+                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                    .returning(Delivery.__table__.c.id)
+                )
+                result.queued = len(session.execute(stmt, outbox).all())
+            if cursor_key is not None and cursor is not None:
+                self._put_cursor(session, cursor_key, cursor)
+            session.commit()
+        return result
+
+    # -- outbox --------------------------------------------------------------------------
+
+    def enqueue(
+        self, key: str, channel: str, kind: str, payload: dict[str, Any] | None = None
+    ) -> bool:
+        """Queue a message that has no mention (health notices, summaries). Idempotent."""
+        with Session(self.engine) as session:
+            stmt = self._insert(Delivery.__table__).on_conflict_do_nothing(
+                index_elements=["idempotency_key"]
+            )
+            row = _delivery_row(key, channel, kind, None, payload)
+            done = session.execute(stmt.returning(Delivery.__table__.c.id), [row]).all()
+            session.commit()
+        return bool(done)
+
+    def claim(
+        self, limit: int = 50, lease_seconds: float = 120.0, now: datetime | None = None
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` due outbox rows to this worker.
+
+        On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets replicas claim side by side; on both
+        databases the lease is taken with a conditional update, so a row is only ever held
+        by one worker at a time.
+        """
+        now = now or utcnow()
+        until = now + timedelta(seconds=lease_seconds)
+        table = Delivery.__table__.c
+        claimed: list[Claimed] = []
+        with Session(self.engine) as session:
+            due = (
+                select(Delivery.id)
+                .where(
+                    Delivery.status == DeliveryStatus.PENDING.value,
+                    col(Delivery.next_attempt_at) <= now,
+                    (col(Delivery.lease_until).is_(None)) | (col(Delivery.lease_until) < now),
+                )
+                .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = list(session.exec(due))
+            taken: list[int] = []
+            for delivery_id in ids:
+                res = session.execute(
+                    update(Delivery.__table__)
+                    .where(
+                        table.id == delivery_id,
+                        table.status == DeliveryStatus.PENDING.value,
+                        (table.lease_until.is_(None)) | (table.lease_until < now),
+                    )
+                    .values(lease_until=until)
+                )
+                if res.rowcount:  # type: ignore[attr-defined]
+                    taken.append(delivery_id)
+            session.commit()
+            for delivery_id in taken:
+                delivery = session.get(Delivery, delivery_id)
+                if delivery is None:  # pragma: no cover - deleted under us
+                    continue
+                mention = session.get(Mention, delivery.mention_id) if delivery.mention_id else None
+                session.expunge(delivery)
+                if mention is not None:
+                    session.expunge(mention)
+                claimed.append(Claimed(delivery, mention))
+        return claimed
+
+    def _update_delivery(self, delivery_id: int, **values: Any) -> None:
+        with Session(self.engine) as session:
+            session.execute(
+                update(Delivery.__table__)
+                .where(Delivery.__table__.c.id == delivery_id)
+                .values(**values)
+            )
+            session.commit()
+
+    def mark_sent(self, delivery_id: int, channel_id: str | None, ts: str | None) -> None:
+        """The message is in Slack: never send this row again."""
+        now = utcnow()
+        with Session(self.engine) as session:
+            delivery = session.get(Delivery, delivery_id)
+            if delivery is None:
+                return
+            delivery.status = DeliveryStatus.SENT.value
+            delivery.sent_at = now
+            delivery.lease_until = None
+            delivery.attempts += 1
+            delivery.message_channel = channel_id
+            delivery.message_ts = ts
+            delivery.last_error = None
+            if delivery.mention_id is not None:
+                session.execute(
+                    update(Mention.__table__)
+                    .where(
+                        Mention.__table__.c.id == delivery.mention_id,
+                        Mention.__table__.c.status == MentionStatus.NEW.value,
+                    )
+                    .values(status=MentionStatus.ALERTED.value)
+                )
+            session.add(delivery)
+            session.commit()
+
+    def mark_retry(self, delivery_id: int, error: str, delay: float) -> None:
+        """Sending failed for now: try again after ``delay`` seconds."""
+        with Session(self.engine) as session:
+            delivery = session.get(Delivery, delivery_id)
+            if delivery is None:
+                return
+            delivery.attempts += 1
+            delivery.last_error = error[:2000]
+            delivery.lease_until = None
+            delivery.next_attempt_at = utcnow() + timedelta(seconds=max(0.0, delay))
+            session.add(delivery)
+            session.commit()
+
+    def mark_failed(self, delivery_id: int, error: str) -> None:
+        """Sending can never succeed (bad channel, bad token): stop and keep the reason."""
+        with Session(self.engine) as session:
+            delivery = session.get(Delivery, delivery_id)
+            if delivery is None:
+                return
+            delivery.attempts += 1
+            delivery.status = DeliveryStatus.FAILED.value
+            delivery.last_error = error[:2000]
+            delivery.lease_until = None
+            session.add(delivery)
+            session.commit()
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Outbox rows by status."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(Delivery.status, func.count()).group_by(col(Delivery.status))
+            )
+            return {status: count for status, count in rows}
+
+    def next_due(self) -> datetime | None:
+        """When the earliest pending row becomes due (``None``: nothing pending)."""
+        with Session(self.engine) as session:
+            return as_utc(
+                session.exec(
+                    select(func.min(Delivery.next_attempt_at)).where(
+                        Delivery.status == DeliveryStatus.PENDING.value
+                    )
+                ).one()
+            )
+
+    def count_mentions(self) -> int:
+        with Session(self.engine) as session:
+            return session.exec(select(func.count()).select_from(Mention)).one()
+
+
+def _mention_row(mention: Mention) -> dict[str, Any]:
+    row = mention.model_dump(exclude={"id"})
+    return row
+
+
+def _delivery_row(
+    key: str,
+    channel: str,
+    kind: str,
+    mention_id: int | None,
+    payload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "idempotency_key": key[:255],
+        "mention_id": mention_id,
+        "channel": channel,
+        "kind": kind,
+        "payload": payload or {},
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }

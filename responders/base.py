@@ -1,0 +1,62 @@
+"""What every delivery channel shares: one method, two errors.
+
+A channel (Slack, the console, later others) is one module with one class that implements
+``Channel.send``. It reports a passing failure as ``DeliveryRetry`` (with the pause the
+service asked for, if any) and a permanent one as ``DeliveryFatal``; the delivery worker
+turns those into outbox retries or a failed row, so a channel never loops or sleeps itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .blocks import RenderedMessage
+
+
+class DeliveryError(Exception):
+    """Sending failed."""
+
+
+class DeliveryRetry(DeliveryError):
+    """Try again later; ``retry_after`` is the pause the service asked for (seconds)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeliveryFatal(DeliveryError):
+    """Sending will never work as configured (bad token, unknown channel, not invited)."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message ready to send: Block Kit for Slack, plain text for terminals and logs.
+
+    ``key`` is the outbox row's idempotency key; channels that can look a message up by it
+    (Slack message metadata) use it to avoid posting twice.
+    """
+
+    channel: str
+    message: RenderedMessage
+    plain: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Where the message landed, for later updates (``chat.update``) and threads."""
+
+    channel_id: str | None = None
+    ts: str | None = None
+
+
+class Channel(Protocol):
+    """A place alerts are delivered to."""
+
+    name: str
+
+    def send(self, outgoing: Outgoing) -> Sent:
+        """Deliver one message; raise ``DeliveryRetry`` or ``DeliveryFatal`` on failure."""
+        ...

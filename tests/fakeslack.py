@@ -1,0 +1,146 @@
+"""A loopback fake of the Slack Web API, for tests: real HTTP, real slack-sdk client.
+
+It records every ``chat.postMessage`` and can be told to misbehave: a scripted list of
+faults answered before normal service (429 with Retry-After, 500 HTML, ``invalid_auth``...),
+or a per-channel rate limit of one message per ``rate_window`` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+FIXTURES = Path(__file__).parent / "fixtures" / "slack" / "web_api"
+
+
+@dataclass
+class Fault:
+    """One scripted answer: an HTTP status, headers and a body (JSON or raw bytes)."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    method: str = "chat.postMessage"
+    #: Apply the post anyway before answering (Slack's "it may have succeeded" errors).
+    apply: bool = False
+
+
+def fault_from_case(name: str) -> Fault:
+    """A ``Fault`` from a named case of fixtures/slack/web_api/error_cases.json."""
+    cases = json.loads((FIXTURES / "error_cases.json").read_text())["cases"]
+    case = next(c for c in cases if c["name"] == name)
+    body: Any = case.get("body")
+    if case.get("body_file"):
+        raw = (FIXTURES / case["body_file"]).read_bytes()
+        body = json.loads(raw) if case["body_file"].endswith(".json") else raw
+    return Fault(status=case["http_status"], body=body, headers=dict(case.get("headers") or {}))
+
+
+class FakeSlack:
+    """Start with ``with FakeSlack() as slack:``; point ``api_url`` at ``slack.api_url``."""
+
+    def __init__(self, *, rate_window: float | None = None) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.faults: list[Fault] = []
+        self.rate_window = rate_window
+        self.rejected = 0
+        self._last_post: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._ts = 1_700_000_000
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def api_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/api/"
+
+    def __enter__(self) -> FakeSlack:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def texts(self) -> list[str]:
+        return [m.get("text", "") for m in self.messages]
+
+    def _answer(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            self.requests.append((method, params))
+            fault = next((f for f in self.faults if f.method == method), None)
+            if fault is not None:
+                self.faults.remove(fault)
+                if fault.apply and method == "chat.postMessage":
+                    self._post(params)
+                body = fault.body
+                raw = body if isinstance(body, bytes) else json.dumps(body or {}).encode()
+                headers = {"content-type": "application/json; charset=utf-8", **fault.headers}
+                return fault.status, headers, raw
+            if method == "chat.postMessage":
+                channel = str(params.get("channel"))
+                now = time.monotonic()
+                last = self._last_post.get(channel)
+                if self.rate_window and last is not None and now - last < self.rate_window:
+                    self.rejected += 1
+                    wait = max(1, round(self.rate_window - (now - last) + 0.49))
+                    return (
+                        429,
+                        {"retry-after": str(wait), "content-type": "application/json"},
+                        b'{"ok": false, "error": "ratelimited"}',
+                    )
+                self._last_post[channel] = now
+                message = self._post(params)
+                body = {"ok": True, "channel": message["channel_id"], "ts": message["ts"]}
+                return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+            if method == "auth.test":
+                body = {"ok": True, "user_id": "UBOT", "team_id": "T1", "bot_id": "B1"}
+                return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+            return 200, {"content-type": "application/json"}, b'{"ok": true}'
+
+    def _post(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._ts += 1
+        message = dict(params)
+        message["ts"] = f"{self._ts}.000100"
+        message["channel_id"] = "C" + str(abs(hash(params.get("channel"))) % 10**8)
+        self.messages.append(message)
+        return message
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length)
+                kind = self.headers.get("content-type", "")
+                if "json" in kind:
+                    params = json.loads(raw or b"{}")
+                else:
+                    params = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                    for key in ("blocks", "metadata"):
+                        if isinstance(params.get(key), str):
+                            params[key] = json.loads(params[key])
+                method = self.path.rsplit("/", 1)[-1]
+                status, headers, body = fake._answer(method, params)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST
+
+        return Handler
