@@ -1,0 +1,326 @@
+"""Sentiment: one interface, text (and an optional star rating and language) in, label out.
+
+Two classifiers share the ``Classifier`` protocol:
+
+* ``VaderClassifier`` is the baseline: VADER's compound score, a label from the configured
+  thresholds, and the few words that pushed the score, so an alert can explain itself.
+* ``ExperienceClassifier`` reads social text and reviews the way a support team does. It
+  cleans the text first (``prepare_text``: @handles, URLs, markdown and HTML out, hashtags
+  split into words, emoji kept), scores it with VADER over VADER's lexicon plus a
+  customer-experience lexicon whose weights were fitted on labelled data (``crashes``,
+  ``refund``, ``on hold``, ``charged twice`` … ``seamless``, ``lifesaver``), fuses the score
+  with a star rating when there is one, and does not pretend to score text that is not
+  English. VADER's own negation, booster, caps and "but" rules still apply to every word,
+  the new ones included: the lexicon is layered on VADER, not a rewrite of it.
+
+Example::
+
+    >>> clf = ExperienceClassifier()
+    >>> clf.classify("@acme the app keeps crashing, I want a refund").label
+    <Label.NEGATIVE: 'negative'>
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from vaderSentiment.vaderSentiment import BOOSTER_DICT, SentimentIntensityAnalyzer, negated
+
+from . import lexicon_fitted
+from .language import detect_language, normalize_language
+from .models import Label
+
+_WORD = re.compile(r"[\w']+|[^\w\s]+", re.UNICODE)
+
+NonEnglish = Literal["unscored", "skip", "score"]
+
+
+@dataclass(frozen=True)
+class SentimentResult:
+    """What a classifier decided and why.
+
+    ``reasons`` are the words and rules that decided, strongest first (``"crashes"``,
+    ``"not reliable"``, ``"rating: 1 star"``, ``"language: de"``). ``language`` is the
+    language given or detected (``None`` when unknown). ``skip`` is ``True`` only when the
+    classifier was configured to drop non-English text: the pipeline should then store the
+    mention without alerting on it.
+    """
+
+    label: Label
+    score: float
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+    language: str | None = None
+    skip: bool = False
+
+
+class Classifier(Protocol):
+    """Anything that turns a text (and maybe a star rating) into a ``SentimentResult``."""
+
+    def classify(
+        self, text: str, rating: int | None = None, language: str | None = None
+    ) -> SentimentResult: ...
+
+
+class VaderClassifier:
+    """Plain VADER with configurable thresholds.
+
+    ``compound <= negative_at`` is negative, ``compound >= positive_at`` positive, anything
+    between neutral. ``reasons`` are the words with the strongest lexicon valence in the
+    direction of the label (at most ``max_reasons``).
+    """
+
+    def __init__(
+        self, negative_at: float = -0.5, positive_at: float = 0.5, max_reasons: int = 3
+    ) -> None:
+        if negative_at >= positive_at:
+            raise ValueError("negative_at must be lower than positive_at")
+        self.negative_at = negative_at
+        self.positive_at = positive_at
+        self.max_reasons = max_reasons
+        self._analyzer = SentimentIntensityAnalyzer()
+
+    def label_for(self, score: float) -> Label:
+        """The label for a compound score under this classifier's thresholds."""
+        if score <= self.negative_at:
+            return Label.NEGATIVE
+        if score >= self.positive_at:
+            return Label.POSITIVE
+        return Label.NEUTRAL
+
+    def classify(
+        self, text: str, rating: int | None = None, language: str | None = None
+    ) -> SentimentResult:
+        """Score ``text`` with plain VADER; ``rating`` is ignored."""
+        score = float(self._analyzer.polarity_scores(text)["compound"])
+        label = self.label_for(score)
+        return SentimentResult(label, score, self._reasons(text, label), language)
+
+    def _reasons(self, text: str, label: Label) -> tuple[str, ...]:
+        if label not in (Label.NEGATIVE, Label.POSITIVE):
+            return ()
+        sign = -1.0 if label is Label.NEGATIVE else 1.0
+        lexicon = self._analyzer.lexicon
+        scored: dict[str, float] = {}
+        for token in _WORD.findall(text):
+            valence = lexicon.get(token.lower())
+            if valence is not None and valence * sign > 0:
+                scored.setdefault(token.lower(), valence * sign)
+        ranked = sorted(scored.items(), key=lambda kv: kv[1], reverse=True)
+        return tuple(word for word, _ in ranked[: self.max_reasons])
+
+
+# --- preparing social text -------------------------------------------------------------
+
+_HTML_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)\s]*(?:\s[^)]*)?\)")
+_URL = re.compile(r"(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)\S+", re.IGNORECASE)
+_HANDLE = re.compile(r"(?<![\w@.])@\w+(?:[.-]\w+)*")
+_MD_BOLD = re.compile(r"(\*\*|__|~~)(?=\S)(.+?)(?<=\S)\1")
+_MD_ITALIC = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
+_MD_CODE = re.compile(r"`{1,3}([^`]*)`{1,3}")
+_MD_LINE = re.compile(r"^[ \t]{0,3}(?:#{1,6}|>+|[-*+]|\d+[.)])[ \t]+", re.MULTILINE)
+_HASHTAG = re.compile(r"(?<![\w&#])#(\w+)")
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
+
+
+def _split_hashtag(tag: str, known: frozenset[str]) -> str:
+    parts = [p for p in tag.split("_") if p]
+    words: list[str] = []
+    for part in parts:
+        pieces = _CAMEL.findall(part)
+        if len(pieces) == 1 and part.islower() and part not in known and len(part) >= 6:
+            # an all-lowercase tag like "epicfail": try one split into two known words
+            for cut in range(len(part) - 2, 1, -1):
+                if part[:cut] in known and part[cut:] in known:
+                    pieces = [part[:cut], part[cut:]]
+                    break
+        words.extend(pieces or [part])
+    return " ".join(words)
+
+
+def prepare_text(text: str, known_words: frozenset[str] = frozenset()) -> str:
+    """Clean social text for scoring.
+
+    HTML tags and entities, markdown markup, URLs and @handles go; link texts stay;
+    hashtags become words (``#NeverAgain`` → ``Never Again``, ``#epic_fail`` → ``epic fail``,
+    and ``#epicfail`` too when both halves are in ``known_words``); emoji stay, VADER
+    scores them. Curly quotes become straight ones so ``don’t`` is a negation.
+    """
+    text = html.unescape(text).translate(_QUOTES)
+    text = _HTML_TAG.sub(" ", text)
+    text = _MD_LINK.sub(r"\1", text)
+    text = _URL.sub(" ", text)
+    text = _HANDLE.sub(" ", text)
+    text = _MD_BOLD.sub(r"\2", text)
+    text = _MD_ITALIC.sub(r"\1", text)
+    text = _MD_CODE.sub(r"\1", text)
+    text = _MD_LINE.sub("", text)
+    text = _HASHTAG.sub(lambda m: _split_hashtag(m.group(1), known_words), text)
+    text = _SPACES.sub(" ", text)
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+# --- the customer-experience classifier -----------------------------------------------
+
+
+def _phrase_pattern(phrases: list[str]) -> re.Pattern[str] | None:
+    if not phrases:
+        return None
+    ordered = sorted(phrases, key=len, reverse=True)
+    body = "|".join(r"\s+".join(re.escape(w) for w in p.split()) for p in ordered)
+    return re.compile(rf"(?<![\w'])(?:{body})(?![\w'])", re.IGNORECASE)
+
+
+class ExperienceClassifier:
+    """VADER plus a fitted customer-experience lexicon, star-rating fusion and a language gate.
+
+    Arguments:
+
+    * ``negative_at`` / ``positive_at``: compound-score thresholds for the text label. The
+      defaults were chosen on the training split together with the lexicon weights
+      (``lexicon_fitted.py``).
+    * ``clearly_negative_at`` / ``clearly_positive_at``: how strong the text must be to
+      overrule a star rating (see below).
+    * ``non_english``: what to do with text that is confidently not English, given or
+      detected: ``"unscored"`` (label ``UNSCORED``, score 0.0, reason ``"language: xx"``,
+      alert without a sentiment), ``"skip"`` (the same, plus ``skip=True``: the pipeline
+      should not alert) or ``"score"`` (score it as English anyway).
+    * ``detect_language``: run the offline detector when no ``language`` is passed.
+    * ``lexicon``: extra word and phrase weights on VADER's scale (-4 … +4); ``None`` uses
+      the fitted lexicon. Phrases are several words separated by spaces.
+
+    Star ratings (1-5): 1-2 stars is negative unless the text score is
+    ``>= clearly_positive_at``, 4-5 stars is positive unless it is ``<= clearly_negative_at``;
+    then the label is ``MIXED``. 3 stars leaves the text label. With a rating the score is
+    the mean of the text score and the stars mapped onto -1 … +1.
+    """
+
+    def __init__(
+        self,
+        negative_at: float = lexicon_fitted.NEGATIVE_AT,
+        positive_at: float = lexicon_fitted.POSITIVE_AT,
+        *,
+        clearly_negative_at: float = -0.5,
+        clearly_positive_at: float = 0.5,
+        non_english: NonEnglish = "unscored",
+        detect_language: bool = True,
+        min_language_confidence: float = 0.9,
+        lexicon: Mapping[str, float] | None = None,
+        max_reasons: int = 3,
+    ) -> None:
+        if negative_at >= positive_at:
+            raise ValueError("negative_at must be lower than positive_at")
+        if clearly_negative_at >= clearly_positive_at:
+            raise ValueError("clearly_negative_at must be lower than clearly_positive_at")
+        if non_english not in ("unscored", "skip", "score"):
+            raise ValueError("non_english must be 'unscored', 'skip' or 'score'")
+        self.negative_at = negative_at
+        self.positive_at = positive_at
+        self.clearly_negative_at = clearly_negative_at
+        self.clearly_positive_at = clearly_positive_at
+        self.non_english: NonEnglish = non_english
+        self.detect_language = detect_language
+        self.min_language_confidence = min_language_confidence
+        self.max_reasons = max_reasons
+        weights = dict(lexicon_fitted.WEIGHTS if lexicon is None else lexicon)
+        self._analyzer = SentimentIntensityAnalyzer()
+        merged = dict(self._analyzer.lexicon)
+        self._phrases: dict[str, str] = {}  # "charged_twice" -> "charged twice"
+        for entry, weight in weights.items():
+            key = entry.lower().strip()
+            if " " in key:
+                token = "_".join(key.split())
+                self._phrases[token] = key
+                merged[token] = float(weight)
+            else:
+                merged[key] = float(weight)
+        self._analyzer.lexicon = merged
+        self.lexicon: Mapping[str, float] = merged
+        self._phrase_re = _phrase_pattern(list(self._phrases.values()))
+        self._known = frozenset(k for k in merged if k.isalpha())
+
+    # the pieces, public so the fit and the tests can use them
+
+    def prepare(self, text: str) -> str:
+        """``prepare_text`` plus the phrase rules: ``charged twice`` → ``charged_twice``."""
+        text = prepare_text(text, self._known)
+        if self._phrase_re is not None:
+            text = self._phrase_re.sub(lambda m: "_".join(m.group(0).split()), text)
+        return text
+
+    def text_score(self, text: str) -> float:
+        """VADER's compound score of the prepared text, over the extended lexicon."""
+        return float(self._analyzer.polarity_scores(self.prepare(text))["compound"])
+
+    def label_for(self, score: float) -> Label:
+        """The text label for a compound score under this classifier's thresholds."""
+        if score <= self.negative_at:
+            return Label.NEGATIVE
+        if score >= self.positive_at:
+            return Label.POSITIVE
+        return Label.NEUTRAL
+
+    def classify(
+        self, text: str, rating: int | None = None, language: str | None = None
+    ) -> SentimentResult:
+        """Label ``text``; ``rating`` is a 1-5 star rating, ``language`` an ISO code."""
+        lang = normalize_language(language)
+        if lang is None and self.detect_language and self.non_english != "score":
+            found = detect_language(text, self.min_language_confidence)
+            lang = found[0] if found else None
+        if lang is not None and lang != "en" and self.non_english != "score":
+            return SentimentResult(
+                Label.UNSCORED, 0.0, (f"language: {lang}",), lang, self.non_english == "skip"
+            )
+        prepared = self.prepare(text)
+        score = float(self._analyzer.polarity_scores(prepared)["compound"])
+        label = self.label_for(score)
+        words = self._reasons(prepared, label, score)
+        if rating is None:
+            return SentimentResult(label, score, words, lang)
+        if not 1 <= rating <= 5:
+            raise ValueError("rating must be between 1 and 5 stars")
+        label, fused, rules = self._fuse(label, score, rating)
+        return SentimentResult(label, fused, (*rules, *words), lang)
+
+    def _fuse(self, text_label: Label, score: float, rating: int) -> tuple[Label, float, list[str]]:
+        stars = f"rating: {rating} star{'s' if rating != 1 else ''}"
+        fused = round((score + (rating - 3) / 2) / 2, 4)
+        if rating <= 2:
+            if score >= self.clearly_positive_at:
+                return Label.MIXED, fused, [stars, "text is positive"]
+            return Label.NEGATIVE, fused, [stars]
+        if rating >= 4:
+            if score <= self.clearly_negative_at:
+                return Label.MIXED, fused, [stars, "text is negative"]
+            return Label.POSITIVE, fused, [stars]
+        return text_label, fused, [stars]
+
+    def _reasons(self, prepared: str, label: Label, score: float) -> tuple[str, ...]:
+        # the words behind the *text* label (with a rating, the rules come first)
+        if label is Label.NEUTRAL or score == 0.0:
+            return ()
+        sign = -1.0 if score < 0 else 1.0
+        lexicon = self.lexicon
+        tokens = [t.strip('!?.,;:"()[]') for t in prepared.split()]
+        scored: dict[str, float] = {}
+        for i, token in enumerate(tokens):
+            low = token.lower()
+            if not low or low in BOOSTER_DICT:
+                continue
+            valence = lexicon.get(low)
+            if valence is None:
+                continue
+            shown = self._phrases.get(low, low)
+            if negated(tokens[max(0, i - 3) : i]):
+                valence, shown = -0.74 * valence, f"not {shown}"
+            if valence * sign > 0:
+                scored.setdefault(shown, valence * sign)
+        ranked = sorted(scored.items(), key=lambda kv: kv[1], reverse=True)
+        return tuple(word for word, _ in ranked[: self.max_reasons])
