@@ -32,6 +32,7 @@ from vaderSentiment.vaderSentiment import BOOSTER_DICT, SentimentIntensityAnalyz
 
 from . import lexicon_fitted
 from .language import detect_language, normalize_language
+from .lexicon import STOPWORDS
 from .models import Label
 
 _WORD = re.compile(r"[\w']+|[^\w\s]+", re.UNICODE)
@@ -243,7 +244,7 @@ class ExperienceClassifier:
         self._analyzer.lexicon = merged
         self.lexicon: Mapping[str, float] = merged
         self._phrase_re = _phrase_pattern(list(self._phrases.values()))
-        self._known = frozenset(k for k in merged if k.isalpha())
+        self._known = frozenset(k for k in merged if k.isalpha()) | STOPWORDS
 
     # the pieces, public so the fit and the tests can use them
 
@@ -269,7 +270,10 @@ class ExperienceClassifier:
     def classify(
         self, text: str, rating: int | None = None, language: str | None = None
     ) -> SentimentResult:
-        """Label ``text``; ``rating`` is a 1-5 star rating, ``language`` an ISO code."""
+        """Label ``text``; ``rating`` is a 1-5 star rating, ``language`` an ISO code.
+
+        A rating outside 1-5 is ignored, as if there were none.
+        """
         lang = normalize_language(language)
         if lang is None and self.detect_language and self.non_english != "score":
             found = detect_language(text, self.min_language_confidence)
@@ -282,10 +286,8 @@ class ExperienceClassifier:
         score = float(self._analyzer.polarity_scores(prepared)["compound"])
         label = self.label_for(score)
         words = self._reasons(prepared, label, score)
-        if rating is None:
+        if rating is None or not 1 <= rating <= 5:
             return SentimentResult(label, score, words, lang)
-        if not 1 <= rating <= 5:
-            raise ValueError("rating must be between 1 and 5 stars")
         label, fused, rules = self._fuse(label, score, rating)
         return SentimentResult(label, fused, (*rules, *words), lang)
 
