@@ -168,6 +168,46 @@ def demo(
     )
 
 
+@app.command("eval")
+def eval_(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True, dir_okay=False, help="CSV/TSV files: text plus a label or a score."
+        ),
+    ],
+    split: Annotated[
+        str, typer.Option(help="Score the 'train' or 'test' part of each file, or 'all'.")
+    ] = "all",
+    seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 7,
+    gold_negative_at: Annotated[
+        float, typer.Option(help="A gold score at or below this is negative.")
+    ] = -1.0,
+    gold_positive_at: Annotated[
+        float, typer.Option(help="A gold score at or above this is positive.")
+    ] = 1.0,
+) -> None:
+    """Measure plain VADER and the experience classifier on labelled texts (docs/sentiment.md)."""
+    from earshot.listener.evaluation import Part, evaluate_files
+
+    parts: dict[str, Part] = {"all": "all", "train": "train", "test": "test"}
+    if split not in parts:
+        typer.echo("--split must be 'all', 'train' or 'test'", err=True)
+        raise typer.Exit(2)
+    try:
+        table = evaluate_files(
+            files,
+            parts[split],
+            seed=seed,
+            gold_negative_at=gold_negative_at,
+            gold_positive_at=gold_positive_at,
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        typer.echo(f"cannot evaluate: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(table)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
