@@ -41,6 +41,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from vaderSentiment.vaderSentiment import BOOSTER_DICT, NEGATE, SentimentIntensityAnalyzer
+
 from earshot.listener.evaluation import (
     Example,
     load_examples,
@@ -49,7 +51,6 @@ from earshot.listener.evaluation import (
 from earshot.listener.lexicon import PRIORS, STOPWORDS
 from earshot.listener.models import Label
 from earshot.listener.sentiment import ExperienceClassifier, VaderClassifier
-from vaderSentiment.vaderSentiment import BOOSTER_DICT, NEGATE, SentimentIntensityAnalyzer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "fixtures" / "sentiment"
