@@ -16,7 +16,8 @@ higher is ``positive``, anything in between is ``neutral``. See ``docs/sentiment
 
 Usage::
 
-    >>> from earshot.listener.evaluation import load_examples, evaluate, format_report
+    >>> from earshot.listener.evaluation import (
+    ...     evaluate, format_report, load_examples, split_examples)
     >>> examples = load_examples("tests/fixtures/sentiment/tweets_GroundTruth.txt")
     >>> test = split_examples(examples, part="test")
     >>> print(format_report(evaluate(test)))
