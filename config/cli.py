@@ -82,7 +82,7 @@ def run(
 
     setup_logging()
     settings = _load(config)
-    app_ = build(settings, Secrets.from_env(), base_dir=config.resolve().parent)
+    app_ = build(settings, Secrets.from_env())
     if once:
         try:
             code = run_once(app_)
@@ -111,12 +111,10 @@ def check(config: ConfigOption = Path("earshot.toml")) -> None:
         from earshot.listener.sources import SOURCE_TYPES
 
         cls = SOURCE_TYPES[entry.type]
-        detail = ""
-        subreddits = getattr(entry, "subreddits", None)
-        if subreddits:
-            detail = f" r/{', r/'.join(subreddits)} ({', '.join(getattr(entry, 'listings', []))})"
-        if entry.type == "appstore":
-            detail = f" app {getattr(entry, 'app_id', '')} in {', '.join(getattr(entry, 'countries', []))}"
+        detail = "".join(
+            f" {key}={', '.join(map(str, value)) if isinstance(value, list) else value}"
+            for key, value in entry.options().items()
+        )
         lines.append(
             f"  - {source_name(entry)} ({entry.type}){detail}: every {entry.every:g}s, "
             f"{entry.base_url or cls.default_base_url}"
@@ -129,14 +127,16 @@ def check(config: ConfigOption = Path("earshot.toml")) -> None:
         f"  negative -> {settings.slack.alerts_channel or '(none)'}, "
         f"positive -> {settings.slack.amplify_channel or '(none)'}"
     )
-    url = database_url(settings, secrets, base=config.resolve().parent)
+    url = database_url(settings, secrets)
     lines.append(f"database: {redact_url(url)}")
     typer.echo("\n".join(lines))
 
 
 @app.command()
 def demo(
-    quiet_logs: Annotated[bool, typer.Option("--quiet/--verbose", help="Hide the log lines.")] = True,
+    quiet_logs: Annotated[
+        bool, typer.Option("--quiet/--verbose", help="Hide the log lines.")
+    ] = True,
 ) -> None:
     """Replay bundled real payloads through the pipeline to the console, offline."""
     from earshot.responders.console import ConsoleChannel

@@ -9,18 +9,22 @@ the scheduler shuts down, and whatever is still queued stays in the outbox for n
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from earshot.listener import metrics
 from earshot.listener.sources import Source
 from earshot.responders.delivery import DeliveryReport
 
+from .http import OpsServer
 from .wiring import Earshot
 
 logger = logging.getLogger("earshot.service")
@@ -50,7 +54,8 @@ class Service:
 
     def __init__(self, app: Earshot) -> None:
         self.app = app
-        self.stopping = threading.Event()
+        self.stopping = app.stop_event
+        self.ops: OpsServer | None = None
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max(4, len(app.sources) + 1))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
@@ -89,11 +94,46 @@ class Service:
             next_run_time=now,
         )
         self.scheduler.start()
+        http = self.app.settings.http
+        if http.enabled:
+            port = int(os.environ.get("EARSHOT_HTTP_PORT") or http.port)
+            self.ops = OpsServer(
+                http.host,
+                port,
+                ready=self.readiness,
+                alive=lambda: bool(self.scheduler.running),
+                before_metrics=self.refresh_gauges,
+            )
+            self.ops.start()
         logger.info(
             "earshot running: %d sources, delivering to %s",
             len(self.app.sources),
             self.app.channel.name,
         )
+
+    def readiness(self) -> dict[str, Any]:
+        """What /readyz reports: each check and the verdict."""
+        database = self.app.store.ping()
+        scheduler = bool(self.scheduler.running) and not self.stopping.is_set()
+        health = [self.app.pipeline.health_of(source) for source in self.app.sources]
+        failing = [h.key for h in health if h.status == "failing"]
+        sources_ok = not health or len(failing) < len(health)
+        checks: dict[str, Any] = {
+            "database": database,
+            "scheduler": scheduler,
+            "sources": {h.key: h.status for h in health},
+            "some_source_working": sources_ok,
+        }
+        checks.update(self.app.extras.get("readiness", lambda: {})())
+        checks["ready"] = bool(database and scheduler and sources_ok) and all(
+            v for k, v in checks.items() if k.endswith("_connected")
+        )
+        return checks
+
+    def refresh_gauges(self) -> None:
+        counts = self.app.store.outbox_counts()
+        for status in ("pending", "sent", "failed"):
+            metrics.OUTBOX_DEPTH.labels(status).set(counts.get(status, 0))
 
     def stop(self, *_: object) -> None:
         self.stopping.set()
@@ -105,9 +145,7 @@ class Service:
             logger.info("received %s, stopping", signal.Signals(signum).name)
             self.stopping.set()
 
-        previous = {
-            sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
+        previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.start()
             self.stopping.wait()
@@ -121,6 +159,8 @@ class Service:
         self.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        if self.ops is not None:
+            self.ops.stop()
         counts = self.app.store.outbox_counts()
         logger.info("stopped; outbox: %s", counts or "empty")
         self.app.close()

@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -24,11 +24,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from earshot.listener.query import QuerySet, QuerySyntaxError
+from earshot.listener.sources import SOURCE_TYPES, Source
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -70,7 +72,9 @@ class ProductSettings(_Section):
             try:
                 QuerySet([text])
             except QuerySyntaxError as exc:
-                raise ValueError(f"query [{index}] {text!r}: {exc.message} at position {exc.position}") from None
+                raise ValueError(
+                    f"query [{index}] {text!r}: {exc.message} at position {exc.position}"
+                ) from None
         return queries
 
 
@@ -103,6 +107,15 @@ class SlackSettings(_Section):
         return value
 
 
+class HttpSettings(_Section):
+    """``[http]``: the ops endpoint (/healthz, /readyz, /metrics). ``EARSHOT_HTTP_PORT``
+    overrides the port."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+
+
 class StorageSettings(_Section):
     """``[storage]``: the embedded SQLite file, used when ``DATABASE_URL`` is not set."""
 
@@ -110,6 +123,8 @@ class StorageSettings(_Section):
 
 
 class _SourceSettings(_Section):
+    """Keys every ``[[sources]]`` table has; each type adds its own ``Options``."""
+
     name: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
     every: Duration = 300.0
     base_url: str | None = None
@@ -124,40 +139,34 @@ class _SourceSettings(_Section):
             raise ValueError("must be an http(s) URL")
         return value
 
-
-class HackerNewsSettings(_SourceSettings):
-    type: Literal["hackernews"]
-    tags: str = "(story,comment)"
-    hits_per_page: int = Field(100, ge=1, le=1000)
-
-
-class RedditSettings(_SourceSettings):
-    type: Literal["reddit"]
-    subreddits: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
-    listings: list[Literal["new", "comments"]] = Field(
-        default_factory=lambda: ["new", "comments"], min_length=1
+    #: The common keys, which the source's constructor does not take as options.
+    COMMON: ClassVar[frozenset[str]] = frozenset(
+        {"type", "name", "every", "base_url", "requests_per_minute", "backfill", "timeout"}
     )
 
+    def options(self) -> dict[str, Any]:
+        """The type-specific settings, as the source's constructor takes them."""
+        return self.model_dump(exclude=set(self.COMMON))
 
-class AppStoreSettings(_SourceSettings):
-    type: Literal["appstore"]
-    app_id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)] = Field(
-        pattern=r"^\d+$"
-    )
-    countries: list[Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")]] = Field(
-        default_factory=lambda: ["us"], min_length=1
-    )
-    max_pages: int = Field(10, ge=1, le=10)
 
+def _settings_model(kind: str, source: type[Source]) -> type[_SourceSettings]:
+    model: type[_SourceSettings] = create_model(  # type: ignore[call-overload]
+        f"{source.__name__}Settings",
+        __base__=(_SourceSettings, source.Options),
+        type=(Literal[kind], ...),  # type: ignore[valid-type]
+    )
+    return model
+
+
+#: Config ``type`` name -> the settings model of that source (from the source registry).
+SOURCE_SETTINGS: dict[str, type[_SourceSettings]] = {
+    kind: _settings_model(kind, cls) for kind, cls in sorted(SOURCE_TYPES.items())
+}
 
 SourceSettings = Annotated[
-    HackerNewsSettings | RedditSettings | AppStoreSettings, Field(discriminator="type")
+    Union[tuple(SOURCE_SETTINGS.values())],  # type: ignore[valid-type]  # noqa: UP007
+    Field(discriminator="type"),
 ]
-SOURCE_SETTINGS: dict[str, type[_SourceSettings]] = {
-    "hackernews": HackerNewsSettings,
-    "reddit": RedditSettings,
-    "appstore": AppStoreSettings,
-}
 
 
 class Settings(_Section):
@@ -167,6 +176,7 @@ class Settings(_Section):
     sentiment: SentimentSettings = SentimentSettings()
     slack: SlackSettings = SlackSettings()
     storage: StorageSettings = StorageSettings()
+    http: HttpSettings = HttpSettings()
     sources: list[SourceSettings] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -177,7 +187,7 @@ class Settings(_Section):
             raise ValueError(
                 f"two sources share the name {duplicates[0]!r}: give each a distinct 'name'"
             )
-        needs_query = [s.type for s in self.sources if s.type != "appstore"]
+        needs_query = [s.type for s in self.sources if SOURCE_TYPES[s.type].needs_query]
         if needs_query and not self.product.queries:
             raise ValueError(
                 f"product.queries is empty, but source {needs_query[0]!r} needs queries"
@@ -186,12 +196,11 @@ class Settings(_Section):
 
 
 def source_name(settings: _SourceSettings) -> str:
-    """The source's name: its ``name`` key, or a default from its type."""
+    """The source's name: its ``name`` key, or its type's default."""
     if settings.name:
         return settings.name
-    if isinstance(settings, AppStoreSettings):
-        return f"appstore-{settings.app_id}"
-    return str(getattr(settings, "type", "source"))
+    kind = str(getattr(settings, "type", ""))
+    return SOURCE_TYPES[kind].default_name(settings.options())
 
 
 @dataclass(frozen=True)
@@ -216,7 +225,12 @@ class Secrets:
     def __repr__(self) -> str:
         shown = ", ".join(
             f"{name}={'set' if getattr(self, name) else 'unset'}"
-            for name in ("slack_bot_token", "slack_app_token", "slack_signing_secret", "database_url")
+            for name in (
+                "slack_bot_token",
+                "slack_app_token",
+                "slack_signing_secret",
+                "database_url",
+            )
         )
         return f"Secrets({shown})"
 
@@ -269,7 +283,11 @@ def _known_keys(loc: tuple[Any, ...], data: Any) -> list[str]:
             model = SOURCE_SETTINGS.get(str(kind))
             continue
         annotation = field.annotation
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
     if model is None and isinstance(node, dict):
         kind = node.get("type")
         model = SOURCE_SETTINGS.get(str(kind))

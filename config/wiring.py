@@ -7,6 +7,7 @@ This is the only place that knows both the settings and the classes they configu
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class Earshot:
     pipeline: Pipeline
     channel: Channel
     worker: DeliveryWorker
+    stop_event: threading.Event = field(default_factory=threading.Event)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -59,17 +61,18 @@ def build_client(transport: httpx.BaseTransport | None = None) -> httpx.Client:
     )
 
 
-def build_sources(settings: Settings, client: httpx.Client) -> tuple[list[Source], dict[str, float]]:
+def build_sources(
+    settings: Settings, client: httpx.Client
+) -> tuple[list[Source], dict[str, float]]:
     """One ``Source`` per ``[[sources]]`` entry, each with its own rate limiter."""
     sources: list[Source] = []
     every: dict[str, float] = {}
     for entry in settings.sources:
         cls = SOURCE_TYPES[entry.type]
         rpm = entry.requests_per_minute or cls.default_requests_per_minute
-        http = SourceHttp(client, RateLimiter(rpm), timeout=entry.timeout)
-        options = entry.model_dump(
-            exclude={"type", "name", "every", "base_url", "requests_per_minute", "backfill", "timeout"}
-        )
+        limiter = RateLimiter(rpm, sleep=stop.wait)
+        http = SourceHttp(client, limiter, timeout=entry.timeout, stop=stop)
+        options = entry.options()
         source = cls(
             http,
             name=source_name(entry),
@@ -96,7 +99,8 @@ def build(
     store = Store.from_url(database or database_url(settings, secrets, base=base_dir))
     store.create_schema()
     client = build_client(transport)
-    sources, every = build_sources(settings, client)
+    stop = threading.Event()
+    sources, every = build_sources(settings, client, stop)
     queries = QuerySet(settings.product.queries, excluded_authors=settings.product.excluded_authors)
     classifier = VaderClassifier(settings.sentiment.negative_at, settings.sentiment.positive_at)
     router = Router(settings.slack.alerts_channel, settings.slack.amplify_channel)
@@ -113,6 +117,7 @@ def build(
         interactive=settings.slack.interactive and isinstance(channel, SlackChannel),
         product=settings.product.name,
         per_channel_interval=1.0 if isinstance(channel, SlackChannel) else 0.0,
+        stopping=stop,
     )
     return Earshot(
         settings=settings,
@@ -124,4 +129,5 @@ def build(
         pipeline=pipeline,
         channel=channel,
         worker=worker,
+        stop_event=stop,
     )

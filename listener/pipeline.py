@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from . import metrics
 from .models import Label, Mention, utcnow
 from .query import Document, QuerySet
 from .sentiment import Classifier
@@ -92,6 +93,7 @@ class PollReport:
     skipped: int = 0
     requests: int = 0
     errors: list[str] = field(default_factory=list)
+    error_kinds: list[str] = field(default_factory=list)
     labels: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -123,6 +125,7 @@ class Pipeline:
         self.clock = clock
         self.health: dict[str, SourceHealth] = {}
         self.totals: Counter[str] = Counter()
+        self._waited: dict[str, float] = {}
 
     def health_of(self, source: Source) -> SourceHealth:
         return self.health.setdefault(source.key, SourceHealth(source.key))
@@ -135,16 +138,18 @@ class Pipeline:
         if not force and self.clock() < health.not_before:
             wait = health.not_before - self.clock()
             logger.info("%s: backing off, next poll in %.0fs", source.key, wait)
-            report.errors.append(f"backing off for {wait:.0f}s")
+            metrics.POLLS.labels(source.key, "skipped").inc()
             return report
         try:
             self._poll(source, report)
         except SourceError as exc:
             report.errors.append(str(exc))
+            report.error_kinds.append(type(exc).__name__)
             self._failed(source, health, exc)
         except Exception as exc:
             logger.exception("%s: poll failed", source.key)
             report.errors.append(f"{type(exc).__name__}: {exc}")
+            report.error_kinds.append("internal")
             self._failed(source, health, exc)
         else:
             if report.errors:
@@ -157,7 +162,7 @@ class Pipeline:
             health.last_success = utcnow()
             health.not_before = 0.0
         report.seconds = time.perf_counter() - started
-        self._count(report)
+        self._count(report, source, health)
         logger.info(
             "%s: fetched=%d matched=%d stored=%d duplicates=%d queued=%d skipped=%d errors=%d",
             source.key,
@@ -181,6 +186,7 @@ class Pipeline:
         report.fetched = len(result.mentions)
         report.skipped = result.skipped
         report.errors.extend(str(exc) for exc in result.errors)
+        report.error_kinds.extend(type(exc).__name__ for exc in result.errors)
         kept = [m for m in result.mentions if self._match(source, m)]
         report.matched = len(kept)
         # Store whatever the poll got, with the cursor of the units that succeeded (a failed
@@ -203,9 +209,7 @@ class Pipeline:
             text=mention.body, author=mention.author, site=mention.site, lang=mention.language
         )
         if not source.needs_query:
-            if self.queries.excludes_author(mention.author):
-                return False
-            return True
+            return not self.queries.excludes_author(mention.author)
         query = self.queries.match(doc)
         if query is None:
             return False
@@ -243,7 +247,22 @@ class Pipeline:
             exc,
         )
 
-    def _count(self, report: PollReport) -> None:
+    def _count(self, report: PollReport, source: Source, health: SourceHealth) -> None:
+        key = source.key
+        metrics.POLLS.labels(key, health.status).inc()
+        metrics.FETCHED.labels(key).inc(report.fetched)
+        metrics.DUPLICATES.labels(key).inc(report.duplicates)
+        metrics.SKIPPED.labels(key).inc(report.skipped)
+        for label, count in report.labels.items():
+            metrics.MENTIONS.labels(key, label or "none").inc(count)
+        for error in report.error_kinds:
+            metrics.POLL_ERRORS.labels(key, error).inc()
+        metrics.POLL_SECONDS.labels(key).observe(report.seconds)
+        metrics.SOURCE_UP.labels(key).set({"ok": 1.0, "degraded": 0.5}.get(health.status, 0.0))
+        waited = source.http.limiter.waited
+        if waited > self._waited.get(key, 0.0):
+            metrics.RATE_LIMIT_WAIT.labels(key).inc(waited - self._waited.get(key, 0.0))
+            self._waited[key] = waited
         self.totals["polls"] += 1
         self.totals["fetched"] += report.fetched
         self.totals["stored"] += report.stored

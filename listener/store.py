@@ -316,6 +316,21 @@ class Store:
             )
             session.commit()
 
+    def release(self, delivery_ids: Sequence[int]) -> None:
+        """Give leased rows back unsent (a worker that is stopping)."""
+        if not delivery_ids:
+            return
+        with Session(self.engine) as session:
+            session.execute(
+                update(Delivery.__table__)
+                .where(
+                    Delivery.__table__.c.id.in_(list(delivery_ids)),
+                    Delivery.__table__.c.status == DeliveryStatus.PENDING.value,
+                )
+                .values(lease_until=None)
+            )
+            session.commit()
+
     def mark_sent(self, delivery_id: int, channel_id: str | None, ts: str | None) -> None:
         """The message is in Slack: never send this row again."""
         now = utcnow()

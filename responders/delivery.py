@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from earshot.listener import metrics
 from earshot.listener.models import utcnow
 from earshot.listener.store import Claimed, Store
 
@@ -56,8 +58,10 @@ class DeliveryWorker:
         backoff_max: float = 600.0,
         lease_seconds: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
+        self.stopping = stopping or threading.Event()
         self.store = store
         self.channel = channel
         self.interactive = interactive
@@ -68,7 +72,7 @@ class DeliveryWorker:
         self.backoff_max = backoff_max
         self.lease_seconds = lease_seconds
         self.clock = clock
-        self.sleep = sleep
+        self.sleep: Callable[[float], object] = sleep or self.stopping.wait
         self._last_sent: dict[str, float] = {}
         self.totals = DeliveryReport()
 
@@ -96,8 +100,15 @@ class DeliveryWorker:
     def run_once(self, limit: int = 50) -> DeliveryReport:
         """Claim and send up to ``limit`` due rows."""
         report = DeliveryReport()
-        for claimed in self.store.claim(limit=limit, lease_seconds=self.lease_seconds):
-            self._deliver(claimed, report)
+        if self.stopping.is_set():
+            return report
+        claimed = self.store.claim(limit=limit, lease_seconds=self.lease_seconds)
+        for index, row in enumerate(claimed):
+            if self.stopping.is_set():
+                # Stopping: hand the rest back at once instead of waiting out the lease.
+                self.store.release([c.delivery.id for c in claimed[index:] if c.delivery.id])
+                break
+            self._deliver(row, report)
         self.totals.add(report)
         return report
 
@@ -105,7 +116,7 @@ class DeliveryWorker:
         """Send until the outbox holds nothing due within ``timeout`` seconds."""
         report = DeliveryReport()
         deadline = self.clock() + timeout
-        while True:
+        while not self.stopping.is_set():
             round_report = self.run_once()
             report.add(round_report)
             if round_report.sent or round_report.retried or round_report.failed:
@@ -118,6 +129,7 @@ class DeliveryWorker:
                 logger.warning("outbox: %s still pending after the drain timeout", due)
                 return report
             self.sleep(min(max(wait, 0.05), 30.0))
+        return report
 
     def _pace(self, channel: str) -> None:
         last = self._last_sent.get(channel)
@@ -137,6 +149,9 @@ class DeliveryWorker:
             report.failed += 1
             return
         self._pace(delivery.channel)
+        if self.stopping.is_set():
+            self.store.release([delivery.id])
+            return
         try:
             sent = self.channel.send(outgoing)
         except DeliveryRetry as exc:
@@ -145,21 +160,22 @@ class DeliveryWorker:
             if exc.retry_after is None and attempts >= self.max_attempts:
                 logger.error("outbox %s: giving up: %s", delivery.idempotency_key, exc)
                 self.store.mark_failed(delivery.id, f"gave up after {attempts} attempts: {exc}")
+                metrics.ALERTS_FAILED.labels(delivery.channel).inc()
                 report.failed += 1
                 return
             delay = exc.retry_after
             if delay is None:
                 delay = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
                 delay *= random.uniform(0.5, 1.0)
-            logger.warning(
-                "outbox %s: retry in %.1fs: %s", delivery.idempotency_key, delay, exc
-            )
+            logger.warning("outbox %s: retry in %.1fs: %s", delivery.idempotency_key, delay, exc)
             self.store.mark_retry(delivery.id, str(exc), delay)
+            metrics.ALERTS_RETRIED.labels(delivery.channel).inc()
             report.retried += 1
             return
         except DeliveryFatal as exc:
             logger.error("outbox %s: undeliverable: %s", delivery.idempotency_key, exc)
             self.store.mark_failed(delivery.id, str(exc))
+            metrics.ALERTS_FAILED.labels(delivery.channel).inc()
             report.failed += 1
             report.fatal_errors.append(str(exc))
             return
@@ -170,4 +186,5 @@ class DeliveryWorker:
             return
         self._last_sent[delivery.channel] = self.clock()
         self.store.mark_sent(delivery.id, sent.channel_id, sent.ts)
+        metrics.ALERTS_SENT.labels(delivery.channel).inc()
         report.sent += 1

@@ -38,7 +38,9 @@ def hn(**kwargs: Any) -> HackerNewsSource:
     return HackerNewsSource(http(), base_url=HN, clock=lambda: NOW, **kwargs)
 
 
-def hn_page(hits: list[dict[str, Any]], *, page: int = 0, pages: int = 1, total: int | None = None) -> dict[str, Any]:
+def hn_page(
+    hits: list[dict[str, Any]], *, page: int = 0, pages: int = 1, total: int | None = None
+) -> dict[str, Any]:
     return {
         "hits": hits,
         "page": page,
@@ -55,9 +57,7 @@ def hn_page(hits: list[dict[str, Any]], *, page: int = 0, pages: int = 1, total:
 def test_hn_parses_comment_and_story_fixtures() -> None:
     comment = load_json("hn_algolia/search_by_date_comment_query_apple.json")
     story = load_json("hn_algolia/search_by_date_story_query_apple.json")
-    respx.get(f"{HN}/search_by_date").respond(
-        json=hn_page(comment["hits"] + story["hits"])
-    )
+    respx.get(f"{HN}/search_by_date").respond(json=hn_page(comment["hits"] + story["hits"]))
     result = hn(backfill_seconds=10**9).poll(None, ["apple"])
     by_id = {m.external_id: m for m in result.mentions}
     c = by_id["7919418"]
@@ -148,7 +148,9 @@ def test_hn_pages_until_nbpages_and_windows_past_the_1000_hit_cap() -> None:
 def reddit(**kwargs: Any) -> RedditSource:
     kwargs.setdefault("subreddits", ["kakapo"])
     kwargs.setdefault("listings", ["comments"])
-    return RedditSource(http(), base_url=REDDIT, clock=lambda: 1492274908.0 + 3600, backfill_seconds=10**9, **kwargs)
+    return RedditSource(
+        http(), base_url=REDDIT, clock=lambda: 1492274908.0 + 3600, backfill_seconds=10**9, **kwargs
+    )
 
 
 @respx.mock
@@ -220,13 +222,17 @@ def test_reddit_full_before_page_walks_from_the_top_until_the_cursor() -> None:
             return httpx.Response(200, json=_reddit_listing(children[-6:-1], None))
         start = 0
         if "after" in params:
-            start = next(i for i, c in enumerate(children) if c["data"]["name"] == params["after"]) + 1
+            start = (
+                next(i for i, c in enumerate(children) if c["data"]["name"] == params["after"]) + 1
+            )
         page = children[start : start + limit]
         after = page[-1]["data"]["name"] if start + limit < len(children) else None
         return httpx.Response(200, json=_reddit_listing(page, after))
 
     route = respx.get(f"{REDDIT}/r/kakapo/comments.json").mock(side_effect=answer)
-    cursor = {"listings": {"kakapo/comments": {"name": known["name"], "created": known["created_utc"]}}}
+    cursor = {
+        "listings": {"kakapo/comments": {"name": known["name"], "created": known["created_utc"]}}
+    }
     result = reddit(limit=5).poll(cursor, [])
     assert [m.external_id for m in result.mentions] == [f"t1_x{i:03d}" for i in range(22)]
     assert result.cursor["listings"]["kakapo/comments"]["name"] == "t1_x000"
@@ -251,7 +257,12 @@ def test_reddit_quarantined_sub_fails_alone() -> None:
 
 def appstore(**kwargs: Any) -> AppStoreSource:
     return AppStoreSource(
-        http(), base_url=APPLE, app_id="284815942", clock=lambda: NOW, backfill_seconds=10**9, **kwargs
+        http(),
+        base_url=APPLE,
+        app_id="284815942",
+        clock=lambda: NOW,
+        backfill_seconds=10**9,
+        **kwargs,
     )
 
 
@@ -315,14 +326,18 @@ def test_appstore_single_entry_object_and_empty_storefront() -> None:
         (httpx.Response(503, text="<html>down</html>"), RetriableError, True),
         (httpx.Response(200, content=b'{"hits": [{"objectID": "1"'), BadPayloadError, True),
         (
-            httpx.Response(200, text="<html><body>Error</body></html>", headers={"content-type": "text/html"}),
+            httpx.Response(
+                200, text="<html><body>Error</body></html>", headers={"content-type": "text/html"}
+            ),
             BadPayloadError,
             True,
         ),
     ],
 )
 @respx.mock
-def test_upstream_errors_become_source_errors(response: httpx.Response, error: type, retriable: bool) -> None:
+def test_upstream_errors_become_source_errors(
+    response: httpx.Response, error: type, retriable: bool
+) -> None:
     respx.get(f"{HN}/search_by_date").mock(return_value=response)
     result = hn().poll({"terms": {"acme": 5}}, ["acme"])
     assert len(result.errors) == 1

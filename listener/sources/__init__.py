@@ -1,11 +1,15 @@
 """Sources: one small module per API, all on ``base.Source``.
 
-``SOURCE_TYPES`` maps a config ``type`` name to its class; adding a source is one module
-plus one line here and a fixture test.
+Every module in this package is imported here, and each ``Source`` subclass with a ``type``
+registers itself, so adding a source is one module (plus its fixture test): its class, its
+``Options`` (the settings keys), and nothing else to edit.
 """
 
-from .appstore import AppStoreSource
+import importlib
+import pkgutil
+
 from .base import (
+    REGISTRY,
     BadPayloadError,
     FatalError,
     PollResult,
@@ -15,13 +19,19 @@ from .base import (
     Source,
     SourceError,
     SourceHttp,
+    SourceOptions,
 )
-from .hackernews import HackerNewsSource
-from .reddit import RedditSource
 
-SOURCE_TYPES: dict[str, type[Source]] = {
-    cls.type: cls for cls in (HackerNewsSource, RedditSource, AppStoreSource)
-}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base" and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+from .appstore import AppStoreSource  # noqa: E402
+from .hackernews import HackerNewsSource  # noqa: E402
+from .reddit import RedditSource  # noqa: E402
+
+#: Config ``type`` name -> source class.
+SOURCE_TYPES = REGISTRY
 
 __all__ = [
     "SOURCE_TYPES",
@@ -37,4 +47,5 @@ __all__ = [
     "Source",
     "SourceError",
     "SourceHttp",
+    "SourceOptions",
 ]

@@ -13,11 +13,22 @@ in the first entry (it has no ``im:rating`` and is not a review).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
 
 from ..models import Mention
-from .base import BadPayloadError, Cursor, PollResult, Source, SourceError, from_iso, logger
+from .base import (
+    BadPayloadError,
+    Cursor,
+    PollResult,
+    Source,
+    SourceError,
+    SourceOptions,
+    from_iso,
+    logger,
+)
 
 
 def _label(entry: dict[str, Any], key: str) -> str:
@@ -38,6 +49,15 @@ class AppStoreSource(Source):
     #: Undocumented feed: stay gentle.
     default_requests_per_minute = 20.0
 
+    class Options(SourceOptions):
+        app_id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)] = (
+            Field(pattern=r"^\d+$")
+        )
+        countries: list[Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")]] = Field(
+            default_factory=lambda: ["us"], min_length=1
+        )
+        max_pages: int = Field(10, ge=1, le=10)
+
     def __init__(
         self,
         *args: Any,
@@ -50,6 +70,10 @@ class AppStoreSource(Source):
         self.app_id = str(app_id)
         self.countries = [country.lower() for country in countries]
         self.max_pages = max_pages
+
+    @classmethod
+    def default_name(cls, options: Mapping[str, Any]) -> str:
+        return f"appstore-{options.get('app_id')}"
 
     def poll(self, cursor: Cursor | None, terms: Sequence[str]) -> PollResult:
         states: dict[str, float] = dict((cursor or {}).get("countries", {}))

@@ -30,6 +30,7 @@ from html.parser import HTMLParser
 from typing import Any, ClassVar
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 
 from ..models import Mention
 
@@ -115,7 +116,7 @@ class RateLimiter:
         burst: int = 5,
         max_wait: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self.interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
         self.burst = max(1, burst)
@@ -193,10 +194,12 @@ class SourceHttp:
         limiter: RateLimiter | None = None,
         *,
         timeout: float | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.client = client
         self.limiter = limiter or RateLimiter(None)
         self.timeout = timeout
+        self.stop = stop
         self.requests = 0
 
     def get(
@@ -207,8 +210,11 @@ class SourceHttp:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """GET ``url``; return the response if it is a 2xx or 304, raise otherwise."""
-        self.limiter.acquire()
         where = url.split("?", 1)[0]
+        self.limiter.acquire()
+        if self.stop is not None and self.stop.is_set():
+            # Shutting down: abandon the poll; its cursor stays, nothing is lost.
+            raise RetriableError(f"shutting down: GET {where} not sent")
         self.requests += 1
         try:
             if self.timeout is None:
@@ -295,11 +301,27 @@ class PollResult:
         return not isinstance(exc, RateLimitedError)
 
 
+class SourceOptions(BaseModel):
+    """The settings keys of one source type, beyond the ones every source has.
+
+    A source declares them as a nested ``Options`` class; the config layer validates the
+    ``[[sources]]`` table against it (unknown keys rejected) and passes the values to the
+    source's constructor as keyword arguments.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: Every ``Source`` subclass with a ``type``, by type name (filled by ``__init_subclass__``).
+REGISTRY: dict[str, type[Source]] = {}
+
+
 class Source(ABC):
     """One configured source. Subclasses set ``type`` and implement ``poll``.
 
     ``needs_query`` is False for sources whose every item is a mention (your own app's
     reviews); for the others, the pipeline keeps an item only if a query matches it.
+    Defining a subclass with a ``type`` registers it: the config ``type`` name selects it.
     """
 
     type: ClassVar[str]
@@ -307,6 +329,19 @@ class Source(ABC):
     default_base_url: ClassVar[str]
     #: The documented request budget, used when the config does not set one.
     default_requests_per_minute: ClassVar[float | None] = None
+    #: The type-specific settings keys.
+    Options: ClassVar[type[SourceOptions]] = SourceOptions
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("type")
+        if isinstance(kind, str):
+            REGISTRY[kind] = cls
+
+    @classmethod
+    def default_name(cls, options: Mapping[str, Any]) -> str:
+        """The name used when the config gives none (``options``: the type's settings)."""
+        return cls.type
 
     def __init__(
         self,

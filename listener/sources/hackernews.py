@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import Field
+
 from ..models import Mention
 from .base import (
     BadPayloadError,
@@ -21,6 +23,7 @@ from .base import (
     PollResult,
     Source,
     SourceError,
+    SourceOptions,
     from_unix,
     html_to_text,
     logger,
@@ -36,6 +39,10 @@ class HackerNewsSource(Source):
     default_base_url = "https://hn.algolia.com/api/v1"
     #: Documented: 10,000 requests per hour per IP.
     default_requests_per_minute = 10_000 / 60
+
+    class Options(SourceOptions):
+        tags: str = "(story,comment)"
+        hits_per_page: int = Field(100, ge=1, le=1000)
 
     def __init__(
         self,

@@ -15,10 +15,21 @@ deleted), at most ``max_pages`` pages (Reddit's listings end near 1,000 items an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from ..models import Mention
-from .base import BadPayloadError, Cursor, PollResult, Source, SourceError, from_unix, logger
+from .base import (
+    BadPayloadError,
+    Cursor,
+    PollResult,
+    Source,
+    SourceError,
+    SourceOptions,
+    from_unix,
+    logger,
+)
 
 WEB = "https://www.reddit.com"
 LISTINGS = {"new": "new", "comments": "comments"}
@@ -31,6 +42,12 @@ class RedditSource(Source):
     default_base_url = "https://www.reddit.com"
     #: Documented: 10 requests per minute without OAuth (100 with it).
     default_requests_per_minute = 10.0
+
+    class Options(SourceOptions):
+        subreddits: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+        listings: list[Literal["new", "comments"]] = Field(
+            default_factory=lambda: ["new", "comments"], min_length=1
+        )
 
     def __init__(
         self,

@@ -1,0 +1,84 @@
+"""The command line: demo, run --once, the console responder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import respx
+from typer.testing import CliRunner
+
+from earshot.config.cli import app
+
+from .conftest import load_json
+from .fakeslack import FakeSlack
+
+runner = CliRunner()
+
+
+def test_demo_prints_alerts_offline() -> None:
+    with respx.mock(assert_all_called=False) as router:
+        # Nothing may leave the process: the demo serves its bundled payloads itself.
+        router.route().respond(500)
+        result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "→ #cx-alerts" in result.output and "→ #cx-wins" in result.output
+    assert "App Store" in result.output
+    assert "earshot demo:" in result.output and "alerts delivered" in result.output
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("earshot ")
+
+
+def write_config(tmp_path: Path, api_url: str) -> Path:
+    path = tmp_path / "earshot.toml"
+    path.write_text(
+        f"""
+[product]
+name = "Acme"
+queries = ["google"]
+
+[slack]
+api_url = "{api_url}"
+
+[storage]
+path = "{tmp_path / "earshot.db"}"
+
+[[sources]]
+type = "appstore"
+app_id = 284815942
+base_url = "https://apple.test"
+backfill = "10000d"
+"""
+    )
+    return path
+
+
+def test_run_once_posts_to_slack_and_exits_0(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    reviews = load_json("appstore/customerreviews_us_id284815942_json.json")
+    with FakeSlack() as slack, respx.mock(assert_all_called=False) as router:
+        router.route(host="127.0.0.1").pass_through()
+        router.get(url__regex=r"https://apple\.test/us/rss/customerreviews/page=1/").respond(
+            json=reviews
+        )
+        router.get(url__regex=r"https://apple\.test/us/rss/customerreviews/page=\d+/").respond(
+            json={"feed": {}}
+        )
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+        config = write_config(tmp_path, slack.api_url)
+        result = runner.invoke(app, ["run", "--once", "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        first = len(slack.messages)
+        assert first > 0
+        result = runner.invoke(app, ["run", "--once", "--config", str(config)])
+        assert result.exit_code == 0
+        assert len(slack.messages) == first
+
+
+def test_console_script_is_installed() -> None:
+    exe = Path(sys.executable).parent / "earshot"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "run" in out.stdout and "demo" in out.stdout
