@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any

@@ -131,6 +131,10 @@ class _SourceSettings(_Section):
     requests_per_minute: float | None = Field(None, gt=0)
     backfill: Duration = 86400.0
     timeout: Duration = 20.0
+    #: Override which environment variables hold this source's secrets (names, not values).
+    secrets: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=dict
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -141,12 +145,31 @@ class _SourceSettings(_Section):
 
     #: The common keys, which the source's constructor does not take as options.
     COMMON: ClassVar[frozenset[str]] = frozenset(
-        {"type", "name", "every", "base_url", "requests_per_minute", "backfill", "timeout"}
+        {
+            "type",
+            "name",
+            "every",
+            "base_url",
+            "requests_per_minute",
+            "backfill",
+            "timeout",
+            "secrets",
+        }
     )
 
     def options(self) -> dict[str, Any]:
         """The type-specific settings, as the source's constructor takes them."""
         return self.model_dump(exclude=set(self.COMMON))
+
+    def secret_values(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The source's secrets from the environment, as constructor keywords."""
+        declared = SOURCE_TYPES[str(getattr(self, "type", ""))].secrets
+        values = {}
+        for keyword, default_var in declared.items():
+            value = env.get(self.secrets.get(keyword, default_var))
+            if value:
+                values[keyword] = value
+        return values
 
 
 def _settings_model(kind: str, source: type[Source]) -> type[_SourceSettings]:
@@ -181,6 +204,15 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        for index, entry in enumerate(self.sources):
+            declared = SOURCE_TYPES[str(getattr(entry, "type", ""))].secrets
+            unknown = sorted(set(entry.secrets) - set(declared))
+            if unknown:
+                known = ", ".join(declared) or "none"
+                raise ValueError(
+                    f"sources[{index}].secrets: {unknown[0]!r} is not a secret of this source "
+                    f"(known: {known})"
+                )
         names = [source_name(s) for s in self.sources]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

@@ -7,7 +7,9 @@ This is the only place that knows both the settings and the classes they configu
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,9 +64,18 @@ def build_client(transport: httpx.BaseTransport | None = None) -> httpx.Client:
 
 
 def build_sources(
-    settings: Settings, client: httpx.Client
+    settings: Settings,
+    client: httpx.Client,
+    stop: threading.Event | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[list[Source], dict[str, float]]:
-    """One ``Source`` per ``[[sources]]`` entry, each with its own rate limiter."""
+    """One ``Source`` per ``[[sources]]`` entry, each with its own rate limiter.
+
+    Rate-limit waits end early when ``stop`` is set, so a shutdown never waits them out.
+    Secrets come from ``env`` (default: the process environment).
+    """
+    stop = stop or threading.Event()
+    env = os.environ if env is None else env
     sources: list[Source] = []
     every: dict[str, float] = {}
     for entry in settings.sources:
@@ -72,7 +83,7 @@ def build_sources(
         rpm = entry.requests_per_minute or cls.default_requests_per_minute
         limiter = RateLimiter(rpm, sleep=stop.wait)
         http = SourceHttp(client, limiter, timeout=entry.timeout, stop=stop)
-        options = entry.options()
+        options = {**entry.options(), **entry.secret_values(env)}
         source = cls(
             http,
             name=source_name(entry),

@@ -331,6 +331,10 @@ class Source(ABC):
     default_requests_per_minute: ClassVar[float | None] = None
     #: The type-specific settings keys.
     Options: ClassVar[type[SourceOptions]] = SourceOptions
+    #: Secrets the source takes, as constructor keyword -> default environment variable
+    #: (e.g. ``{"token": "GITHUB_TOKEN"}``). The config layer reads the environment and
+    #: passes the values in; ``listener`` never reads the environment itself.
+    secrets: ClassVar[Mapping[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
