@@ -15,6 +15,7 @@ Errors are split the way Singer SDK splits them:
 
 from __future__ import annotations
 
+import builtins
 import email.utils
 import html
 import json
@@ -37,6 +38,9 @@ from ..models import Mention
 logger = logging.getLogger("earshot.listener.sources")
 
 Cursor = dict[str, Any]
+
+#: A source's own reading of an error response: a ``SourceError``, or ``None`` for the default.
+ErrorMapper = Callable[[httpx.Response], "SourceError | None"]
 
 #: How much of a response body goes into an error message.
 _SNIPPET = 200
@@ -161,12 +165,37 @@ class RateLimiter:
         remaining = _header_float(headers, "x-ratelimit-remaining", "ratelimit-remaining")
         if remaining is None or remaining >= 1:
             return
-        reset = _header_float(headers, "x-ratelimit-reset", "ratelimit-reset")
-        if reset is None:
+        seconds = reset_seconds(headers)
+        if seconds is None:
             return
-        # Reddit sends seconds until reset; GitHub and Bluesky send an epoch timestamp.
-        seconds = reset - time.time() if reset > 1_000_000_000 else reset
         self.block_for(seconds)
+
+
+def reset_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds until the rate-limit window resets, from ``X-RateLimit-Reset``/``RateLimit-Reset``.
+
+    Three spellings are in use: seconds until the reset (Reddit), an epoch timestamp
+    (GitHub, Bluesky) and an ISO 8601 timestamp (Mastodon). ``None`` when absent or unreadable.
+    """
+    value = None
+    for name in ("x-ratelimit-reset", "ratelimit-reset"):
+        value = headers.get(name)
+        if value is not None:
+            break
+    if value is None:
+        return None
+    current = time.time() if now is None else now
+    try:
+        reset = float(value)
+    except ValueError:
+        try:
+            when = from_iso(value.strip())
+        except ValueError:
+            return None
+        return max(0.0, when.timestamp() - current)
+    if reset != reset or reset in (float("inf"), float("-inf")):
+        return None
+    return max(0.0, reset - current) if reset > 1_000_000_000 else max(0.0, reset)
 
 
 def _header_float(headers: Mapping[str, str], *names: str) -> float | None:
@@ -208,50 +237,76 @@ class SourceHttp:
         *,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        errors: ErrorMapper | None = None,
     ) -> httpx.Response:
-        """GET ``url``; return the response if it is a 2xx or 304, raise otherwise."""
+        """GET ``url``; return the response if it is a 2xx or 304, raise otherwise.
+
+        ``errors`` lets a source map its API's own error bodies (e.g. Stack Exchange's
+        ``error_name``) to a ``SourceError``; when it returns ``None`` the usual mapping by
+        status code applies.
+        """
+        return self.request("GET", url, params=params, headers=headers, errors=errors)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        errors: ErrorMapper | None = None,
+    ) -> httpx.Response:
+        """Send one paced request; return a 2xx/304 response or raise a ``SourceError``."""
         where = url.split("?", 1)[0]
         self.limiter.acquire()
         if self.stop is not None and self.stop.is_set():
             # Shutting down: abandon the poll; its cursor stays, nothing is lost.
-            raise RetriableError(f"shutting down: GET {where} not sent")
+            raise RetriableError(f"shutting down: {method} {where} not sent")
         self.requests += 1
+        extra: dict[str, Any] = {}
+        if self.timeout is not None:
+            extra["timeout"] = self.timeout
+        if json_body is not None:
+            extra["json"] = json_body
         try:
-            if self.timeout is None:
-                response = self.client.get(url, params=params, headers=headers)
+            if method == "GET":
+                response = self.client.get(url, params=params, headers=headers, **extra)
             else:
-                response = self.client.get(
-                    url, params=params, headers=headers, timeout=self.timeout
-                )
+                response = self.client.request(method, url, params=params, headers=headers, **extra)
         except httpx.TimeoutException as exc:
-            raise RetriableError(f"timeout: GET {where}") from exc
+            raise RetriableError(f"timeout: {method} {where}") from exc
         except httpx.HTTPError as exc:
-            raise RetriableError(f"{type(exc).__name__}: GET {where}") from exc
+            raise RetriableError(f"{type(exc).__name__}: {method} {where}") from exc
         self.limiter.observe(response.headers)
         status = response.status_code
         if status < 300 or status == 304:
             return response
+        if errors is not None:
+            mapped = errors(response)
+            if mapped is not None:
+                if isinstance(mapped, RetriableError) and mapped.retry_after is not None:
+                    self.limiter.block_for(min(mapped.retry_after, self.limiter.max_wait))
+                raise mapped
         snippet = _snippet(response)
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             if retry_after is None:
-                reset = _header_float(response.headers, "x-ratelimit-reset", "ratelimit-reset")
-                if reset is not None:
-                    retry_after = reset - time.time() if reset > 1_000_000_000 else reset
+                retry_after = reset_seconds(response.headers)
             if retry_after is not None:
                 self.limiter.block_for(min(retry_after, self.limiter.max_wait))
             raise RateLimitedError(
-                f"429 Too Many Requests: GET {where}", status_code=429, retry_after=retry_after
+                f"429 Too Many Requests: {method} {where}", status_code=429, retry_after=retry_after
             )
         if status >= 500 or status == 408:
-            raise RetriableError(f"{status}: GET {where}: {snippet}", status_code=status)
+            raise RetriableError(f"{status}: {method} {where}: {snippet}", status_code=status)
         if status == 403 and "rate limit" in snippet.lower():
             # GitHub's secondary limits answer 403 with a Retry-After.
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             raise RateLimitedError(
-                f"403 rate limited: GET {where}", status_code=403, retry_after=retry_after
+                f"403 rate limited: {method} {where}", status_code=403, retry_after=retry_after
             )
-        raise FatalError(f"{status}: GET {where}: {snippet}", status_code=status)
+        raise FatalError(f"{status}: {method} {where}: {snippet}", status_code=status)
 
     def get_json(
         self,
@@ -259,17 +314,35 @@ class SourceHttp:
         *,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        errors: ErrorMapper | None = None,
     ) -> Any:
         """GET ``url`` and decode its JSON body; a non-JSON body is a ``BadPayloadError``."""
-        response = self.get(url, params=params, headers=headers)
-        try:
-            return json.loads(response.content)
-        except (ValueError, RecursionError) as exc:
-            where = url.split("?", 1)[0]
-            raise BadPayloadError(
-                f"invalid JSON from GET {where}: {_snippet(response)}",
-                status_code=response.status_code,
-            ) from exc
+        response = self.get(url, params=params, headers=headers, errors=errors)
+        return decode_json(response)
+
+    def post_json(
+        self,
+        url: str,
+        *,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        errors: ErrorMapper | None = None,
+    ) -> Any:
+        """POST ``json_body`` to ``url`` and decode the JSON answer (e.g. a login call)."""
+        response = self.request("POST", url, headers=headers, json_body=json_body, errors=errors)
+        return decode_json(response)
+
+
+def decode_json(response: httpx.Response) -> Any:
+    """The JSON body of ``response``; a non-JSON body is a ``BadPayloadError``."""
+    try:
+        return json.loads(response.content)
+    except (ValueError, RecursionError) as exc:
+        where = str(response.request.url).split("?", 1)[0]
+        raise BadPayloadError(
+            f"invalid JSON from {response.request.method} {where}: {_snippet(response)}",
+            status_code=response.status_code,
+        ) from exc
 
 
 def _snippet(response: httpx.Response) -> str:
@@ -330,7 +403,7 @@ class Source(ABC):
     #: The documented request budget, used when the config does not set one.
     default_requests_per_minute: ClassVar[float | None] = None
     #: The type-specific settings keys.
-    Options: ClassVar[type[SourceOptions]] = SourceOptions
+    Options: ClassVar[builtins.type[SourceOptions]] = SourceOptions
     #: Secrets the source takes, as constructor keyword -> default environment variable
     #: (e.g. ``{"token": "GITHUB_TOKEN"}``). The config layer reads the environment and
     #: passes the values in; ``listener`` never reads the environment itself.
@@ -364,8 +437,9 @@ class Source(ABC):
 
     @property
     def key(self) -> str:
-        """The stable identity of this source's cursor and health in the database."""
-        return self.name if self.name == self.type else f"{self.type}:{self.name}"
+        """The stable identity of this source's cursor and health in the database: its
+        name, unique in the config."""
+        return self.name
 
     @abstractmethod
     def poll(self, cursor: Cursor | None, terms: Sequence[str]) -> PollResult:

@@ -1,0 +1,258 @@
+"""The source contract: every source, on its real fixtures, through the same tests.
+
+To add a source, append a ``SourceCase`` to ``CASES`` (see ``tests/contract.py``). The
+source-specific behaviour (paging through bursts, per-unit failures, quirks) stays in the
+source's own test module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from earshot.listener.sources import (
+    AppStoreSource,
+    BadPayloadError,
+    FatalError,
+    HackerNewsSource,
+    RateLimitedError,
+    RateLimiter,
+    RedditSource,
+    RetriableError,
+    SourceError,
+)
+from earshot.listener.sources.base import Cursor, PollResult, Source
+
+from .contract import (
+    OLD,
+    FakeTime,
+    Serve,
+    SourceCase,
+    data_requests,
+    failing,
+    make_http,
+    param_shows,
+    serving,
+)
+
+_TAG = re.compile(r"<[A-Za-z/!][^>]*>")
+
+# -- the declared cases -------------------------------------------------------------------
+
+HN = "https://hn.test/api/v1"
+HN_EMPTY = {"hits": [], "page": 0, "nbPages": 0, "nbHits": 0, "hitsPerPage": 100}
+
+REDDIT = "https://reddit.test"
+
+APPLE = "https://apple.test"
+APPLE_FEED = r"apple\.test/us/rss/customerreviews/page=(\d+)/id=284815942/sortby=mostrecent/json"
+
+
+def _appstore_stops_at_known(cursor: Cursor, requests: Sequence[httpx.Request]) -> bool:
+    # The feed takes no cursor parameter: the stored ``updated`` time stops the paging at
+    # the first page that holds a known review (a first poll reads page 2 as well).
+    pages = [re.search(APPLE_FEED, str(r.url)) for r in requests]
+    return [m.group(1) if m else None for m in pages] == ["1"]
+
+
+CASES: list[SourceCase] = [
+    SourceCase(
+        id="hackernews",
+        build=lambda http: HackerNewsSource(http, base_url=HN, **OLD),
+        terms=["apple", "applauded"],
+        pages=[
+            Serve(r"query=apple&.*&page=0$", "hn_algolia/search_by_date_story_query_apple.json"),
+            Serve(
+                r"query=applauded&.*&page=0$", "hn_algolia/search_by_date_comment_query_apple.json"
+            ),
+            Serve(r"hn\.test/api/v1/search_by_date", json=HN_EMPTY),
+        ],
+        empty=[Serve(r"hn\.test/api/v1/search_by_date", json=HN_EMPTY)],
+        count=2,
+        expect={
+            "7919424": {
+                "title": "Judge says concerned about Apple, Google hiring settlement",
+                "site": "news.ycombinator.com",
+            },
+            "7919418": {"author": "fleitz", "title": ""},
+        },
+        cursor_shown=param_shows("numericFilters", lambda c: f"created_at_i>{c['terms']['apple']}"),
+    ),
+    SourceCase(
+        id="reddit",
+        build=lambda http: RedditSource(
+            http, base_url=REDDIT, subreddits=["kakapo"], listings=["comments"], **OLD
+        ),
+        pages=[
+            Serve(r"reddit\.test/r/kakapo/comments\.json", "reddit/r_kakapo_comments_page1.json")
+        ],
+        empty=[
+            Serve(
+                r"reddit\.test/r/kakapo/comments\.json",
+                "reddit/r_kakapo_comments_before_cursor_empty.json",
+            )
+        ],
+        count=16,
+        expect={"t1_dgauydy": {"author": "butt_woman", "text": "i lick it", "site": "kakapo"}},
+        cursor_shown=param_shows("before", lambda c: c["listings"]["kakapo/comments"]["name"]),
+        ratelimit_headers=lambda now: {
+            "X-Ratelimit-Used": "100",
+            "X-Ratelimit-Remaining": "0.0",
+            "X-Ratelimit-Reset": "30",
+        },
+    ),
+    SourceCase(
+        id="appstore",
+        build=lambda http: AppStoreSource(http, base_url=APPLE, app_id="284815942", **OLD),
+        pages=[
+            Serve(
+                APPLE_FEED.replace(r"(\d+)", "1"),
+                "appstore/customerreviews_us_id284815942_json.json",
+            ),
+            Serve(APPLE_FEED, json={"feed": {"author": {}}}),
+        ],
+        empty=[Serve(APPLE_FEED, json={"feed": {"author": {}}})],
+        count=50,
+        expect={
+            "8044879566": {"rating": 4, "title": "Usually interesting reading but", "site": "us"}
+        },
+        cursor_shown=_appstore_stops_at_known,
+    ),
+]
+
+# -- the contract -----------------------------------------------------------------------------
+
+ERRORS = {
+    "500": (lambda: httpx.Response(500, text="<html>Internal Server Error</html>"), RetriableError),
+    "403": (lambda: httpx.Response(403, json={"message": "Forbidden"}), FatalError),
+    "truncated-json": (
+        lambda: httpx.Response(200, content=b'{"items": [{"id": "1", "text": "cut o'),
+        BadPayloadError,
+    ),
+}
+
+
+def first_poll(case: SourceCase, source: Source | None = None) -> tuple[PollResult, Source]:
+    """Poll ``case`` once on its fixtures; return the result and the source."""
+    made = source if source is not None else case.build(make_http())
+    with serving(case, case.pages):
+        result = made.poll(None, case.terms)
+    assert result.errors == [], f"{case}: the fixtures gave errors: {result.errors}"
+    return result, made
+
+
+@pytest.fixture(params=CASES, ids=str)
+def case(request: pytest.FixtureRequest) -> SourceCase:
+    return request.param
+
+
+def test_parses_the_fixtures_into_sound_mentions(case: SourceCase) -> None:
+    result, source = first_poll(case)
+    mentions = result.mentions
+    assert len(mentions) == case.count
+    ids = [m.external_id for m in mentions]
+    assert len(set(ids)) == len(ids), "one mention per item"
+    for m in mentions:
+        assert m.external_id and isinstance(m.external_id, str)
+        assert m.source == source.type
+        assert m.created_at.tzinfo is not None and m.created_at.utcoffset() == timedelta(0)
+        assert re.match(r"https?://[^/\s]+", m.url), m.url
+        assert not _TAG.search(m.text), f"HTML left in text of {m.external_id}: {m.text!r}"
+        assert not _TAG.search(m.title), f"HTML left in title of {m.external_id}"
+        assert m.raw is not None
+    by_id = {m.external_id: m for m in mentions}
+    for external_id, fields in case.expect.items():
+        assert external_id in by_id, f"{case}: no mention {external_id!r}"
+        for name, value in fields.items():
+            assert getattr(by_id[external_id], name) == value, (external_id, name)
+    assert result.skipped == 0
+    assert result.units >= 1
+    assert result.requests >= 1
+
+
+def test_cursor_round_trips_through_json_and_shows_in_the_next_request(case: SourceCase) -> None:
+    result, source = first_poll(case)
+    stored = json.loads(json.dumps(result.cursor))
+    assert stored == result.cursor and stored, "the cursor is a non-empty JSON document"
+    with serving(case, case.pages) as router:
+        second = source.poll(stored, case.terms)
+        requests = data_requests(case, router)
+    assert second.errors == []
+    assert requests, "the second poll asked the API"
+    assert case.cursor_shown(stored, requests), (
+        f"{case}: the stored cursor {stored} is not in the second poll's requests "
+        f"{[str(r.url) for r in requests]}"
+    )
+
+
+def test_empty_page_gives_nothing_and_keeps_the_cursor(case: SourceCase) -> None:
+    result, source = first_poll(case)
+    with serving(case, case.empty):
+        second = source.poll(result.cursor, case.terms)
+    assert second.errors == []
+    assert second.mentions == []
+    assert second.cursor == result.cursor
+
+
+@pytest.mark.parametrize("kind", list(ERRORS))
+def test_error_page_is_a_source_error_and_keeps_the_cursor(case: SourceCase, kind: str) -> None:
+    respond, expected = ERRORS[kind]
+    result, source = first_poll(case)
+    before = json.loads(json.dumps(result.cursor))
+    with failing(case, respond):
+        second = source.poll(before, case.terms)
+    assert second.errors, f"{case}: a {kind} answer was not reported"
+    for exc in second.errors:
+        assert isinstance(exc, SourceError)
+        assert isinstance(exc, expected), f"{case}: {kind} gave {type(exc).__name__}: {exc}"
+        assert not isinstance(exc, RateLimitedError)
+    assert second.mentions == []
+    assert second.cursor == before
+
+
+def test_ratelimit_headers_make_the_next_request_wait(case: SourceCase) -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(None, clock=fake.clock, sleep=fake.sleep, max_wait=120)
+    source = case.build(make_http(limiter))
+    with serving(case, case.pages, headers=case.ratelimit_headers(time.time())):
+        first = source.poll(None, case.terms)
+        assert first.errors == []
+        source.poll(first.cursor, case.terms)
+    # The spent window (reset in 30 s) made the next request wait for it, on the fake clock.
+    assert any(25 <= s <= 30.5 for s in fake.sleeps), fake.sleeps
+
+
+def test_ratelimit_headers_past_max_wait_raise_rate_limited(case: SourceCase) -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(None, clock=fake.clock, sleep=fake.sleep, max_wait=5)
+    result, source = first_poll(case, case.build(make_http(limiter)))
+    with serving(case, case.pages, headers=case.ratelimit_headers(time.time())) as router:
+        source.poll(result.cursor, case.terms)
+        sent = len(router.calls)
+        third = source.poll(result.cursor, case.terms)
+        assert len(router.calls) == sent, "no request while the window is spent"
+    assert third.errors and isinstance(third.errors[0], RateLimitedError)
+    assert third.errors[0].retry_after is not None and 25 <= third.errors[0].retry_after <= 30.5
+    assert third.mentions == [] and third.cursor == result.cursor
+    assert fake.sleeps == []
+
+
+def test_429_with_retry_after_is_rate_limited(case: SourceCase) -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(None, clock=fake.clock, sleep=fake.sleep, max_wait=60)
+    result, source = first_poll(case, case.build(make_http(limiter)))
+    before = json.loads(json.dumps(result.cursor))
+    with failing(case, lambda: httpx.Response(429, headers={"Retry-After": "7"})):
+        second = source.poll(before, case.terms)
+    assert len(second.errors) == 1, "a 429 stops the poll"
+    exc = second.errors[0]
+    assert isinstance(exc, RateLimitedError) and exc.retry_after == 7
+    assert second.cursor == before
+    limiter.acquire()  # the next request waits out the Retry-After
+    assert fake.sleeps and fake.sleeps[-1] == pytest.approx(7)
