@@ -31,7 +31,58 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            data["exc"] = record.exc_text
         return json.dumps(data, default=str, ensure_ascii=False)
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces known secret values (tokens, the database password) in every record.
+
+    Secrets are never logged on purpose; this is the safety net for the ones that slip into
+    a third-party exception message.
+    """
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def _clean(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        cleaned = self._clean(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            if any(s in text for s in self.secrets):
+                record.exc_text = self._clean(text)
+                record.exc_info = None
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def secret_values(env: dict[str, str] | None = None) -> list[str]:
+    """The secret values in the environment: Slack tokens and secrets, source credentials,
+    and the password inside ``DATABASE_URL``."""
+    env = dict(os.environ) if env is None else env
+    values = []
+    for name, value in env.items():
+        upper = name.upper()
+        if any(mark in upper for mark in ("TOKEN", "SECRET", "PASSWORD", "_KEY")):
+            values.append(value)
+    url = env.get("DATABASE_URL") or ""
+    if "://" in url and "@" in url:
+        credentials = url.split("://", 1)[1].rsplit("@", 1)[0]
+        if ":" in credentials:
+            values.append(credentials.split(":", 1)[1])
+    return values
 
 
 def setup_logging(level: str | None = None, fmt: str | None = None) -> None:
@@ -47,6 +98,7 @@ def setup_logging(level: str | None = None, fmt: str | None = None) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
+    handler.addFilter(RedactSecrets(secret_values()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")

@@ -92,7 +92,18 @@ class Service:
             name="deliver outbox",
             next_run_time=now,
         )
+        for job_id, seconds, function in self.app.extras.get("jobs", []):
+            self.scheduler.add_job(
+                function,
+                IntervalTrigger(seconds=seconds, timezone=UTC),
+                id=job_id,
+                name=job_id,
+                next_run_time=now + timedelta(seconds=seconds),
+            )
         self.scheduler.start()
+        slack = self.app.extras.get("slack")
+        if slack is not None:
+            slack.start()
         http = self.app.settings.http
         if http.enabled:
             port = int(os.environ.get("EARSHOT_HTTP_PORT") or http.port)
@@ -102,6 +113,9 @@ class Service:
                 ready=self.readiness,
                 alive=lambda: bool(self.scheduler.running),
                 before_metrics=self.refresh_gauges,
+                post={"/slack/events": slack.handle_http}
+                if slack is not None and slack.mode == "http"
+                else None,
             )
             self.ops.start()
         logger.info(
@@ -160,6 +174,9 @@ class Service:
             self.scheduler.shutdown(wait=True)
         if self.ops is not None:
             self.ops.stop()
+        slack = self.app.extras.get("slack")
+        if slack is not None:
+            slack.stop()
         counts = self.app.store.outbox_counts()
         logger.info("stopped; outbox: %s", counts or "empty")
         self.app.close()

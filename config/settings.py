@@ -51,7 +51,15 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+def _parse_pause(value: Any) -> float:
+    if value in (0, "0", 0.0):
+        return 0.0
+    return parse_duration(value)
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+#: A duration that may be zero.
+Pause = Annotated[float, BeforeValidator(_parse_pause)]
 
 
 class _Section(BaseModel):
@@ -83,6 +91,8 @@ class SentimentSettings(_Section):
 
     negative_at: float = Field(-0.5, ge=-1.0, le=1.0)
     positive_at: float = Field(0.5, ge=-1.0, le=1.0)
+    classifier: Literal["experience", "vader"] = "experience"
+    non_english: Literal["unscored", "skip", "score"] = "unscored"
 
     @model_validator(mode="after")
     def _ordered(self) -> SentimentSettings:
@@ -97,7 +107,25 @@ class SlackSettings(_Section):
     api_url: str = "https://slack.com/api/"
     alerts_channel: str | None = "#cx-alerts"
     amplify_channel: str | None = "#cx-wins"
+    health_channel: str | None = None
     interactive: bool = False
+    #: How clicks reach earshot: "socket" (SLACK_APP_TOKEN, no public URL) or "http"
+    #: (SLACK_SIGNING_SECRET; Slack posts to /slack/events on the [http] port).
+    mode: Literal["socket", "http"] = "socket"
+    #: Who may approve or reject positive mentions: user ids and/or one user group id.
+    approvers: list[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]+$")]] = Field(default_factory=list)
+    approver_group: str | None = Field(None, pattern=r"^S[A-Z0-9]+$")
+    #: Where approved mentions are posted, share-ready (unset: not posted).
+    wins_channel: str | None = None
+    #: A negative alert not handled within this is escalated once, in its thread.
+    sla: Duration = 3600.0
+    #: The user group mentioned in SLA escalations.
+    oncall_group: str | None = Field(None, pattern=r"^S[A-Z0-9]+$")
+    min_interval: Pause = 1.0
+    #: How long a worker holds an outbox row while sending it; a crashed worker's rows are
+    #: picked up again after this.
+    delivery_lease: Duration = 120.0
+    failing_after: int = Field(3, ge=1)
 
     @field_validator("api_url")
     @classmethod

@@ -15,17 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from slack_sdk import WebClient
 
 from earshot.listener import USER_AGENT
-from earshot.listener.pipeline import Pipeline, Router
+from earshot.listener.pipeline import Pipeline
 from earshot.listener.query import QuerySet
-from earshot.listener.sentiment import VaderClassifier
+from earshot.listener.sentiment import Classifier, ExperienceClassifier, VaderClassifier
 from earshot.listener.sources import SOURCE_TYPES, RateLimiter, Source, SourceHttp
 from earshot.listener.store import Store
+from earshot.listener.workflow import MutingRouter, exclusions, with_exclusions
 from earshot.responders.base import Channel
 from earshot.responders.console import ConsoleChannel
 from earshot.responders.delivery import DeliveryWorker
+from earshot.responders.interactions import InteractionConfig
 from earshot.responders.slack import SlackChannel
+from earshot.responders.slack_app import ApproverCheck, SlackInteractivity
 
 from .settings import Secrets, Settings, database_url, source_name
 
@@ -96,6 +100,68 @@ def build_sources(
     return sources, every
 
 
+def build_queries(settings: Settings, store: Store) -> tuple[QuerySet, dict[str, str]]:
+    """The configured queries with the exclusions leads added from Slack ("Not relevant").
+
+    Returns the ``QuerySet`` and a map from each effective query text back to the
+    configured one (mutes and reports name the configured text).
+    """
+    excluded = exclusions(store)
+    effective = [with_exclusions(q, excluded.get(q, [])) for q in settings.product.queries]
+    authors = settings.product.excluded_authors
+    try:
+        queries = QuerySet(effective, excluded_authors=authors)
+    except ValueError:
+        logger.exception("stored query exclusions do not parse; matching without them")
+        effective = list(settings.product.queries)
+        queries = QuerySet(effective, excluded_authors=authors)
+    return queries, dict(zip(effective, settings.product.queries, strict=True))
+
+
+def refresh_queries(app: Earshot) -> None:
+    """Re-read the stored exclusions into the running pipeline (a scheduler job)."""
+    queries, aliases = build_queries(app.settings, app.store)
+    if [q.text for q in queries] != [q.text for q in app.pipeline.queries]:
+        logger.info("queries updated with exclusions: %s", [q.text for q in queries])
+        if isinstance(app.pipeline.router, MutingRouter):
+            app.pipeline.router.aliases = aliases
+        app.pipeline.queries = queries
+
+
+def build_interactivity(
+    settings: Settings, secrets: Secrets, store: Store
+) -> SlackInteractivity | None:
+    """The Slack buttons, modals and ``/earshot``, when ``interactive`` and the tokens are set."""
+    slack = settings.slack
+    if not slack.interactive or not secrets.slack_bot_token:
+        return None
+    if slack.mode == "socket" and not secrets.slack_app_token:
+        logger.warning("slack.interactive: SLACK_APP_TOKEN is not set, clicks cannot arrive")
+        return None
+    if slack.mode == "http" and not secrets.slack_signing_secret:
+        logger.warning("slack.interactive: SLACK_SIGNING_SECRET is not set, clicks are refused")
+        return None
+    base_url = slack.api_url if slack.api_url.endswith("/") else slack.api_url + "/"
+    client = WebClient(token=secrets.slack_bot_token, base_url=base_url, timeout=10)
+    config = InteractionConfig(
+        product=settings.product.name,
+        is_approver=ApproverCheck(slack.approvers, slack.approver_group, client),
+        wins_channel=slack.wins_channel,
+        queries=list(settings.product.queries),
+        alerts_channel=slack.alerts_channel,
+        sla_seconds=slack.sla,
+    )
+    return SlackInteractivity(
+        store,
+        config,
+        client=client,
+        mode=slack.mode,
+        app_token=secrets.slack_app_token,
+        signing_secret=secrets.slack_signing_secret,
+        oncall_group=slack.oncall_group,
+    )
+
+
 def build(
     settings: Settings,
     secrets: Secrets,
@@ -112,10 +178,27 @@ def build(
     client = build_client(transport)
     stop = threading.Event()
     sources, every = build_sources(settings, client, stop)
-    queries = QuerySet(settings.product.queries, excluded_authors=settings.product.excluded_authors)
-    classifier = VaderClassifier(settings.sentiment.negative_at, settings.sentiment.positive_at)
-    router = Router(settings.slack.alerts_channel, settings.slack.amplify_channel)
-    pipeline = Pipeline(store, queries, classifier, router)
+    queries, aliases = build_queries(settings, store)
+    sentiment = settings.sentiment
+    classifier: Classifier
+    if sentiment.classifier == "vader":
+        classifier = VaderClassifier(sentiment.negative_at, sentiment.positive_at)
+    else:
+        classifier = ExperienceClassifier(
+            sentiment.negative_at, sentiment.positive_at, non_english=sentiment.non_english
+        )
+    router = MutingRouter(
+        store, settings.slack.alerts_channel, settings.slack.amplify_channel, aliases=aliases
+    )
+    pipeline = Pipeline(
+        store,
+        queries,
+        classifier,
+        router,
+        health_channel=settings.slack.health_channel or settings.slack.alerts_channel,
+        failing_after=settings.slack.failing_after,
+        owner=os.environ.get("EARSHOT_REPLICA_ID") or None,
+    )
     if channel is None:
         if secrets.slack_bot_token:
             channel = SlackChannel.from_token(secrets.slack_bot_token, settings.slack.api_url)
@@ -127,10 +210,14 @@ def build(
         channel,
         interactive=settings.slack.interactive and isinstance(channel, SlackChannel),
         product=settings.product.name,
-        per_channel_interval=1.0 if isinstance(channel, SlackChannel) else 0.0,
+        per_channel_interval=settings.slack.min_interval
+        if isinstance(channel, SlackChannel)
+        else 0.0,
         stopping=stop,
+        lease_seconds=settings.slack.delivery_lease,
+        health_channel=settings.slack.health_channel or settings.slack.alerts_channel,
     )
-    return Earshot(
+    app = Earshot(
         settings=settings,
         secrets=secrets,
         store=store,
@@ -142,3 +229,11 @@ def build(
         worker=worker,
         stop_event=stop,
     )
+    jobs: list[tuple[str, float, Any]] = [("queries", 60.0, lambda: refresh_queries(app))]
+    slack_app = build_interactivity(settings, secrets, store)
+    if slack_app is not None:
+        app.extras["slack"] = slack_app
+        app.extras["readiness"] = slack_app.readiness
+        jobs.extend(slack_app.jobs())
+    app.extras["jobs"] = jobs
+    return app

@@ -86,6 +86,11 @@ class Mention(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
     status: str = Field(default=MentionStatus.NEW.value, max_length=16, index=True)
+    #: The workflow in Slack (see ``listener/workflow.py``; every change is a ``MentionEvent``).
+    assignee: str | None = Field(default=None, max_length=64)
+    resolved_by: str | None = Field(default=None, max_length=64)
+    resolved_at: datetime | None = Field(default=None, sa_column=Column(_tz(), nullable=True))
+    escalated_at: datetime | None = Field(default=None, sa_column=Column(_tz(), nullable=True))
 
     @property
     def body(self) -> str:
@@ -103,6 +108,26 @@ class SourceCursor(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=200)
     value: str = Field(sa_column=Column(Text, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(_tz(), nullable=False))
+
+
+class SourceState(SQLModel, table=True):
+    """One source's shared state: who polls it now (a lease) and how it is doing.
+
+    The lease keeps two replicas from polling the same source at once; the health fields
+    survive restarts, so a failing streak is alerted once, and its recovery once.
+    """
+
+    __tablename__ = "source_state"
+
+    key: str = Field(primary_key=True, max_length=200)
+    owner: str | None = Field(default=None, max_length=200)
+    lease_until: datetime | None = Field(default=None, sa_column=Column(_tz(), nullable=True))
+    status: str = Field(default="unknown", max_length=16)
+    consecutive_failures: int = 0
+    failing_since: datetime | None = Field(default=None, sa_column=Column(_tz(), nullable=True))
+    last_success: datetime | None = Field(default=None, sa_column=Column(_tz(), nullable=True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    health_alerted: bool = False
 
 
 class DeliveryStatus(StrEnum):
@@ -136,3 +161,49 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     message_channel: str | None = Field(default=None, max_length=64)
     message_ts: str | None = Field(default=None, max_length=64)
+    #: An earlier attempt may have reached Slack (timeout, 5xx, crash between send and
+    #: mark): look the message up by its idempotency key before posting again.
+    verify: bool = False
+
+
+class MentionEvent(SQLModel, table=True):
+    """The audit trail: one row per action taken on a mention, by whom and when.
+
+    Rows are only ever inserted. ``dedupe_key`` is unique: a redelivered Slack payload
+    (same action, same click) finds its row already there and changes nothing.
+    """
+
+    __tablename__ = "mention_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mention_id: int = Field(foreign_key="mentions.id", index=True)
+    action: str = Field(max_length=32)
+    user_id: str = Field(default="", max_length=64)
+    user_name: str = Field(default="", max_length=255)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(_tz(), nullable=False))
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    dedupe_key: str | None = Field(default=None, max_length=255, unique=True)
+
+
+class QueryExclusion(SQLModel, table=True):
+    """A term a lead excluded from a query ("Not relevant"): applied as ``-"term"``."""
+
+    __tablename__ = "query_exclusions"
+    __table_args__ = (UniqueConstraint("query", "term", name="uq_query_exclusions_query_term"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    query: str = Field(max_length=500)
+    term: str = Field(max_length=200)
+    user_id: str = Field(default="", max_length=64)
+    mention_id: int | None = Field(default=None, foreign_key="mentions.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(_tz(), nullable=False))
+
+
+class QueryMute(SQLModel, table=True):
+    """A query muted from Slack (``/earshot mute``): its mentions are stored, not alerted."""
+
+    __tablename__ = "query_mutes"
+
+    query: str = Field(primary_key=True, max_length=500)
+    until: datetime = Field(sa_column=Column(_tz(), nullable=False))
+    user_id: str = Field(default="", max_length=64)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -39,6 +40,16 @@ def clean(value: str, limit: int) -> str:
     except UnicodeEncodeError:
         value = value.encode("utf-8", errors="replace").decode("utf-8")
     return value[:limit]
+
+
+def default_owner() -> str:
+    """This replica's id for poll leases: the host name.
+
+    A restarted process on the same host takes its own lease back at once instead of
+    waiting for it to expire; replicas on different hosts (pods) exclude each other. Two
+    replicas on one host need distinct ids (``EARSHOT_REPLICA_ID`` in the config layer).
+    """
+    return socket.gethostname()
 
 
 class Router:
@@ -96,6 +107,7 @@ class PollReport:
     error_kinds: list[str] = field(default_factory=list)
     labels: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    skipped_busy: bool = False
 
     @property
     def ok(self) -> bool:
@@ -115,7 +127,15 @@ class Pipeline:
         backoff_base: float = 30.0,
         backoff_max: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
+        owner: str | None = None,
+        lease_seconds: float = 900.0,
+        health_channel: str | None = None,
+        failing_after: int = 3,
     ) -> None:
+        self.owner = owner or default_owner()
+        self.lease_seconds = lease_seconds
+        self.health_channel = health_channel
+        self.failing_after = failing_after
         self.store = store
         self.queries = queries
         self.classifier = classifier
@@ -134,12 +154,36 @@ class Pipeline:
         """Poll ``source`` once and store what it found. Never raises."""
         report = PollReport(source.key)
         health = self.health_of(source)
-        started = time.perf_counter()
         if not force and self.clock() < health.not_before:
             wait = health.not_before - self.clock()
             logger.info("%s: backing off, next poll in %.0fs", source.key, wait)
             metrics.POLLS.labels(source.key, "skipped").inc()
             return report
+        try:
+            leased = self.store.acquire_source(source.key, self.owner, self.lease_seconds)
+        except Exception as exc:
+            logger.error(
+                "%s: cannot reach the database to take the poll lease: %s", source.key, exc
+            )
+            report.errors.append(f"database: {type(exc).__name__}")
+            report.error_kinds.append("database")
+            return report
+        if not leased:
+            logger.info("%s: another replica is polling it, skipped", source.key)
+            metrics.POLLS.labels(source.key, "skipped").inc()
+            report.skipped_busy = True
+            return report
+        try:
+            self._poll_leased(source, report, health)
+        finally:
+            try:
+                self.store.release_source(source.key, self.owner)
+            except Exception as exc:  # the lease expires on its own
+                logger.warning("%s: could not release the poll lease: %s", source.key, exc)
+        return report
+
+    def _poll_leased(self, source: Source, report: PollReport, health: SourceHealth) -> None:
+        started = time.perf_counter()
         try:
             self._poll(source, report)
         except SourceError as exc:
@@ -174,7 +218,49 @@ class Pipeline:
             report.skipped,
             len(report.errors),
         )
-        return report
+        self._record_health(source, health)
+
+    def _record_health(self, source: Source, health: SourceHealth) -> None:
+        """Persist how the poll went; alert a failing streak once, and its recovery once."""
+        try:
+            self._alert_health(source, health)
+        except Exception as exc:
+            logger.error("%s: could not record source health: %s", source.key, exc)
+
+    def _alert_health(self, source: Source, health: SourceHealth) -> None:
+        state = self.store.record_poll(source.key, health.status, health.last_error)
+        if not self.health_channel:
+            return
+        streak = state.failing_since.isoformat() if state.failing_since else "unknown"
+        if (
+            state.status == "failing"
+            and state.consecutive_failures >= self.failing_after
+            and not state.health_alerted
+        ):
+            self.store.enqueue(
+                f"health:{source.key}:failing:{streak}",
+                self.health_channel,
+                "health",
+                {
+                    "title": f"Source {source.key} is failing",
+                    "lines": [
+                        f"{state.consecutive_failures} polls in a row failed.",
+                        f"Last error: {state.last_error or 'unknown'}",
+                        "earshot keeps retrying with backoff; check the source's settings.",
+                    ],
+                },
+            )
+            self.store.set_health_alerted(source.key, True)
+            logger.error("%s: failing %d polls in a row", source.key, state.consecutive_failures)
+        elif state.status != "failing" and state.health_alerted:
+            self.store.enqueue(
+                f"health:{source.key}:recovered:{streak}:{utcnow().isoformat()}",
+                self.health_channel,
+                "health",
+                {"title": f"Source {source.key} recovered", "lines": ["Polling works again."]},
+            )
+            self.store.set_health_alerted(source.key, False)
+            logger.info("%s: recovered", source.key)
 
     def poll_all(self, sources: Sequence[Source], *, force: bool = False) -> list[PollReport]:
         return [self.poll(source, force=force) for source in sources]
@@ -225,6 +311,8 @@ class Pipeline:
         mention.sentiment_reasons = list(result.reasons)
         if result.language and not mention.language:
             mention.language = result.language[:16]
+        if getattr(result, "skip", False):
+            return []  # stored, not alerted (e.g. a language the config skips)
         return self.router.routes(mention)
 
     def _failed(self, source: Source, health: SourceHealth, exc: Exception) -> None:

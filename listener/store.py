@@ -27,6 +27,7 @@ from .models import (
     Mention,
     MentionStatus,
     SourceCursor,
+    SourceState,
     as_utc,
     utcnow,
 )
@@ -94,10 +95,16 @@ class IngestResult:
 
 @dataclass
 class Claimed:
-    """An outbox row leased to one worker, with its mention (if it has one)."""
+    """An outbox row leased to one worker, with its mention (if it has one).
+
+    ``verify`` is True when an earlier attempt may have reached Slack: the row was leased
+    before and its lease ran out (a worker died mid-send), or it was retried after an
+    uncertain error. The worker then looks for the message before posting again.
+    """
 
     delivery: Delivery
     mention: Mention | None
+    verify: bool = False
 
 
 class Store:
@@ -148,6 +155,89 @@ class Store:
         with Session(self.engine) as session:
             self._put_cursor(session, key, value)
             session.commit()
+
+    # -- source leases and health ----------------------------------------------------------
+
+    def acquire_source(
+        self, key: str, owner: str, seconds: float, now: datetime | None = None
+    ) -> bool:
+        """Take (or renew) the lease on polling ``key``; False if another owner holds it.
+
+        One conditional upsert, atomic on SQLite and PostgreSQL: the row is taken only when
+        it is free, expired, or already ours.
+        """
+        now = now or utcnow()
+        until = now + timedelta(seconds=seconds)
+        table = SourceState.__table__
+        stmt = self._insert(table).values(key=key, owner=owner, lease_until=until)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"owner": owner, "lease_until": until},
+            where=(table.c.owner.is_(None))
+            | (table.c.lease_until.is_(None))
+            | (table.c.lease_until < now)
+            | (table.c.owner == owner),
+        ).returning(table.c.owner)
+        with Session(self.engine) as session:
+            row = session.execute(stmt).first()
+            session.commit()
+        return row is not None and row.owner == owner
+
+    def release_source(self, key: str, owner: str) -> None:
+        """Give the polling lease back (only if we still hold it)."""
+        table = SourceState.__table__
+        with Session(self.engine) as session:
+            session.execute(
+                update(table)
+                .where(table.c.key == key, table.c.owner == owner)
+                .values(owner=None, lease_until=None)
+            )
+            session.commit()
+
+    def record_poll(
+        self, key: str, status: str, error: str | None, now: datetime | None = None
+    ) -> SourceState:
+        """Store how a poll went and return the source's state after it.
+
+        ``status`` is ``ok``, ``degraded`` or ``failing``. Failures count up
+        ``consecutive_failures`` (``failing_since`` marks the start of the streak); a success
+        resets them.
+        """
+        now = now or utcnow()
+        with Session(self.engine) as session:
+            state = session.get(SourceState, key, with_for_update=True)
+            if state is None:
+                state = SourceState(key=key)
+            if status == "failing":
+                if state.consecutive_failures == 0:
+                    state.failing_since = now
+                state.consecutive_failures += 1
+                state.last_error = (error or "")[:2000]
+            else:
+                state.consecutive_failures = 0
+                state.last_success = now
+                state.last_error = (error or None) and error[:2000]
+            state.status = status
+            session.add(state)
+            session.commit()
+            session.refresh(state)
+            session.expunge(state)
+        return state
+
+    def set_health_alerted(self, key: str, alerted: bool) -> None:
+        with Session(self.engine) as session:
+            state = session.get(SourceState, key)
+            if state is not None:
+                state.health_alerted = alerted
+                session.add(state)
+                session.commit()
+
+    def source_states(self) -> dict[str, SourceState]:
+        with Session(self.engine) as session:
+            rows = list(session.exec(select(SourceState)))
+            for row in rows:
+                session.expunge(row)
+        return {row.key: row for row in rows}
 
     # -- ingest --------------------------------------------------------------------------
 
@@ -271,7 +361,7 @@ class Store:
         claimed: list[Claimed] = []
         with Session(self.engine) as session:
             due = (
-                select(Delivery.id)
+                select(Delivery.id, Delivery.lease_until)
                 .where(
                     Delivery.status == DeliveryStatus.PENDING.value,
                     col(Delivery.next_attempt_at) <= now,
@@ -281,9 +371,10 @@ class Store:
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
-            ids = list(session.exec(due))
+            rows = list(session.exec(due))
+            expired = {row[0] for row in rows if row[1] is not None}
             taken: list[int] = []
-            for delivery_id in ids:
+            for delivery_id, _lease in rows:
                 res = session.execute(
                     update(Delivery.__table__)
                     .where(
@@ -304,7 +395,8 @@ class Store:
                 session.expunge(delivery)
                 if mention is not None:
                     session.expunge(mention)
-                claimed.append(Claimed(delivery, mention))
+                verify = delivery.verify or delivery_id in expired
+                claimed.append(Claimed(delivery, mention, verify))
         return claimed
 
     def _update_delivery(self, delivery_id: int, **values: Any) -> None:
@@ -330,6 +422,15 @@ class Store:
                 .values(lease_until=None)
             )
             session.commit()
+
+    def known_channel_id(self, channel: str) -> str | None:
+        """The Slack channel id a channel name resolved to on an earlier send, if any."""
+        with Session(self.engine) as session:
+            return session.exec(
+                select(Delivery.message_channel)
+                .where(Delivery.channel == channel, col(Delivery.message_channel).is_not(None))
+                .limit(1)
+            ).first()
 
     def mark_sent(self, delivery_id: int, channel_id: str | None, ts: str | None) -> None:
         """The message is in Slack: never send this row again."""
@@ -357,13 +458,19 @@ class Store:
             session.add(delivery)
             session.commit()
 
-    def mark_retry(self, delivery_id: int, error: str, delay: float) -> None:
-        """Sending failed for now: try again after ``delay`` seconds."""
+    def mark_retry(
+        self, delivery_id: int, error: str, delay: float, *, verify: bool = False
+    ) -> None:
+        """Sending failed for now: try again after ``delay`` seconds.
+
+        ``verify``: the attempt may have reached Slack; check before the next post.
+        """
         with Session(self.engine) as session:
             delivery = session.get(Delivery, delivery_id)
             if delivery is None:
                 return
             delivery.attempts += 1
+            delivery.verify = delivery.verify or verify
             delivery.last_error = error[:2000]
             delivery.lease_until = None
             delivery.next_attempt_at = utcnow() + timedelta(seconds=max(0.0, delay))
@@ -382,6 +489,25 @@ class Store:
             delivery.lease_until = None
             session.add(delivery)
             session.commit()
+
+    def requeue_failed(self, channel: str | None = None) -> int:
+        """Put failed rows back in the queue (after fixing a token or channel)."""
+        table = Delivery.__table__
+        stmt = update(table).where(table.c.status == DeliveryStatus.FAILED.value)
+        if channel:
+            stmt = stmt.where(table.c.channel == channel)
+        with Session(self.engine) as session:
+            result = session.execute(
+                stmt.values(
+                    status=DeliveryStatus.PENDING.value,
+                    next_attempt_at=utcnow(),
+                    lease_until=None,
+                    attempts=0,
+                    verify=True,
+                )
+            )
+            session.commit()
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def outbox_counts(self) -> dict[str, int]:
         """Outbox rows by status."""

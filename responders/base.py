@@ -19,11 +19,18 @@ class DeliveryError(Exception):
 
 
 class DeliveryRetry(DeliveryError):
-    """Try again later; ``retry_after`` is the pause the service asked for (seconds)."""
+    """Try again later; ``retry_after`` is the pause the service asked for (seconds).
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    ``uncertain``: the request may have been carried out (a timeout after sending, a 5xx,
+    Slack's ``internal_error``), so the next attempt must look for the message first.
+    """
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, uncertain: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.uncertain = uncertain
 
 
 class DeliveryFatal(DeliveryError):
@@ -42,6 +49,8 @@ class Outgoing:
     message: RenderedMessage
     plain: str
     key: str
+    #: Post as a reply in this thread (the ``ts`` of the parent message), e.g. escalations.
+    thread_ts: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,4 +68,12 @@ class Channel(Protocol):
 
     def send(self, outgoing: Outgoing) -> Sent:
         """Deliver one message; raise ``DeliveryRetry`` or ``DeliveryFatal`` on failure."""
+        ...
+
+    def find_sent(self, outgoing: Outgoing, since: float, channel_id: str | None) -> Sent | None:
+        """The message of an earlier attempt, found by ``outgoing.key``, or ``None``.
+
+        ``since`` is a unix time before the first attempt; ``channel_id`` the channel's id
+        if known. Channels that cannot look messages up return ``None``.
+        """
         ...

@@ -19,6 +19,10 @@ class ConsoleChannel:
         self._lock = threading.Lock()
         self.sent = 0
 
+    def find_sent(self, outgoing: Outgoing, since: float, channel_id: str | None) -> Sent | None:
+        """A terminal keeps no history: nothing to find."""
+        return None
+
     def send(self, outgoing: Outgoing) -> Sent:
         rule = "─" * 72
         with self._lock:

@@ -17,11 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from earshot.listener import metrics
-from earshot.listener.models import utcnow
+from earshot.listener.models import as_utc, utcnow
 from earshot.listener.store import Claimed, Store
 
 from .base import Channel, DeliveryFatal, DeliveryRetry, Outgoing
 from .blocks import render_alert, render_summary, render_text
+from .slack import TOKEN_ERRORS
+from .wins import render_workflow
 
 logger = logging.getLogger("earshot.responders.delivery")
 
@@ -60,6 +62,7 @@ class DeliveryWorker:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
         stopping: threading.Event | None = None,
+        health_channel: str | None = None,
     ) -> None:
         self.stopping = stopping or threading.Event()
         self.store = store
@@ -74,6 +77,8 @@ class DeliveryWorker:
         self.clock = clock
         self.sleep: Callable[[float], object] = sleep or self.stopping.wait
         self._last_sent: dict[str, float] = {}
+        self._reported: set[tuple[str, str]] = set()
+        self.health_channel = health_channel
         self.totals = DeliveryReport()
 
     def render(self, claimed: Claimed) -> Outgoing:
@@ -81,6 +86,9 @@ class DeliveryWorker:
         delivery = claimed.delivery
         key = delivery.idempotency_key
         mention = claimed.mention
+        workflow = render_workflow(delivery, mention)  # wins posts, escalation replies
+        if workflow is not None:
+            return workflow
         if mention is not None:
             message = render_alert(
                 mention,
@@ -98,19 +106,58 @@ class DeliveryWorker:
         return Outgoing(channel=delivery.channel, message=message, plain=plain, key=key)
 
     def run_once(self, limit: int = 50) -> DeliveryReport:
-        """Claim and send up to ``limit`` due rows."""
+        """Claim and send up to ``limit`` due rows (more while every channel would wait).
+
+        Each channel's rows go out in claim order, but a channel that must still wait out
+        ``per_channel_interval`` does not hold up the others: the next row sent is the first
+        one whose channel is free soonest. When even that one must wait, more due rows are
+        claimed (as many as can be sent well within the lease), so one busy channel at the
+        end of a batch does not leave the other channels idle.
+        """
         report = DeliveryReport()
         if self.stopping.is_set():
             return report
-        claimed = self.store.claim(limit=limit, lease_seconds=self.lease_seconds)
-        for index, row in enumerate(claimed):
+        hand = self.store.claim(limit=limit, lease_seconds=self.lease_seconds)
+        more = len(hand) >= limit
+        while hand:
             if self.stopping.is_set():
                 # Stopping: hand the rest back at once instead of waiting out the lease.
-                self.store.release([c.delivery.id for c in claimed[index:] if c.delivery.id])
+                self.store.release([c.delivery.id for c in hand if c.delivery.id])
                 break
-            self._deliver(row, report)
+            index, wait = self._next_row(hand)
+            if wait > 0 and more and self._can_hold(hand, limit):
+                extra = self.store.claim(limit=limit, lease_seconds=self.lease_seconds)
+                more = len(extra) >= limit
+                if extra:
+                    hand.extend(extra)
+                    continue
+            self._deliver(hand.pop(index), report)
         self.totals.add(report)
         return report
+
+    def _next_row(self, hand: list[Claimed]) -> tuple[int, float]:
+        """The row to send next (the first of the channel free soonest) and its wait."""
+        now = self.clock()
+        best, best_at = 0, float("inf")
+        seen: set[str] = set()
+        for index, row in enumerate(hand):
+            channel = row.delivery.channel
+            if channel in seen:
+                continue
+            seen.add(channel)
+            last = self._last_sent.get(channel)
+            at = now if last is None else max(now, last + self.per_channel_interval)
+            if at < best_at:
+                best, best_at = index, at
+        return best, best_at - now
+
+    def _can_hold(self, hand: list[Claimed], limit: int) -> bool:
+        """Whether ``limit`` more rows would still all be sent within half their lease."""
+        per_channel: dict[str, int] = {}
+        for row in hand:
+            per_channel[row.delivery.channel] = per_channel.get(row.delivery.channel, 0) + 1
+        busiest = max(per_channel.values(), default=0)
+        return (busiest + limit) * self.per_channel_interval <= self.lease_seconds / 2
 
     def drain(self, timeout: float = 300.0) -> DeliveryReport:
         """Send until the outbox holds nothing due within ``timeout`` seconds."""
@@ -130,6 +177,38 @@ class DeliveryWorker:
                 return report
             self.sleep(min(max(wait, 0.05), 30.0))
         return report
+
+    def _report_fatal(self, channel: str, error: str) -> None:
+        """Say once that a channel (or the token) cannot be delivered to.
+
+        A problem with one channel goes to the health channel as one alert per channel and
+        error; a problem with Slack itself (the token) cannot be posted, so it is logged
+        loudly, once per process.
+        """
+        code = error.removeprefix("slack: ")
+        if code in TOKEN_ERRORS or not self.health_channel or channel == self.health_channel:
+            if (channel, code) not in self._reported:
+                self._reported.add((channel, code))
+                logger.critical(
+                    "Slack refuses delivery to %s (%s): alerts are kept as failed in the outbox; "
+                    "fix the token or channel, then run `earshot outbox retry`",
+                    channel,
+                    code,
+                )
+            return
+        self.store.enqueue(
+            f"health:delivery:{channel}:{code}",
+            self.health_channel,
+            "health",
+            {
+                "title": f"Alerts cannot be delivered to {channel}",
+                "lines": [
+                    f"Slack answered `{code}`.",
+                    "Invite the bot to the channel or fix the channel name; the alerts are kept "
+                    "and `earshot outbox retry` sends them again.",
+                ],
+            },
+        )
 
     def _pace(self, channel: str) -> None:
         last = self._last_sent.get(channel)
@@ -153,7 +232,20 @@ class DeliveryWorker:
             self.store.release([delivery.id])
             return
         try:
-            sent = self.channel.send(outgoing)
+            sent = None
+            if claimed.verify:
+                since = as_utc(delivery.created_at)
+                sent = self.channel.find_sent(
+                    outgoing,
+                    (since.timestamp() if since else 0.0) - 60.0,
+                    self.store.known_channel_id(delivery.channel),
+                )
+                if sent is not None:
+                    logger.info(
+                        "outbox %s: already in Slack, not posting again", delivery.idempotency_key
+                    )
+            if sent is None:
+                sent = self.channel.send(outgoing)
         except DeliveryRetry as exc:
             self._last_sent[delivery.channel] = self.clock()
             attempts = delivery.attempts + 1
@@ -168,7 +260,7 @@ class DeliveryWorker:
                 delay = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
                 delay *= random.uniform(0.5, 1.0)
             logger.warning("outbox %s: retry in %.1fs: %s", delivery.idempotency_key, delay, exc)
-            self.store.mark_retry(delivery.id, str(exc), delay)
+            self.store.mark_retry(delivery.id, str(exc), delay, verify=exc.uncertain)
             metrics.ALERTS_RETRIED.labels(delivery.channel).inc()
             report.retried += 1
             return
@@ -178,10 +270,13 @@ class DeliveryWorker:
             metrics.ALERTS_FAILED.labels(delivery.channel).inc()
             report.failed += 1
             report.fatal_errors.append(str(exc))
+            self._report_fatal(delivery.channel, str(exc))
             return
         except Exception as exc:
             logger.exception("outbox %s: unexpected send error", delivery.idempotency_key)
-            self.store.mark_retry(delivery.id, f"{type(exc).__name__}: {exc}", self.backoff_max)
+            self.store.mark_retry(
+                delivery.id, f"{type(exc).__name__}: {exc}", self.backoff_max, verify=True
+            )
             report.retried += 1
             return
         self._last_sent[delivery.channel] = self.clock()

@@ -9,6 +9,7 @@ with HTTP 429 and ``Retry-After``. This module sorts them into ``DeliveryRetry``
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_sdk import WebClient
@@ -57,8 +58,17 @@ def classify_slack_error(exc: SlackApiError) -> DeliveryRetry | DeliveryFatal:
     if status == 429 or error in ("ratelimited", "rate_limited"):
         return DeliveryRetry(f"slack: {error}", retry_after=retry_after_of(response))
     if status >= 500 or error in RETRIABLE_ERRORS:
-        return DeliveryRetry(f"slack: {error}")
+        # "It's possible some aspect of the operation succeeded before the error was raised."
+        return DeliveryRetry(f"slack: {error}", uncertain=True)
     return DeliveryFatal(f"slack: {error}")
+
+
+#: Errors that mean the token itself is unusable: every message would fail the same way.
+TOKEN_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+)
+
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 
 
 class SlackChannel:
@@ -68,6 +78,7 @@ class SlackChannel:
 
     def __init__(self, client: WebClient) -> None:
         self.client = client
+        self._ids: dict[str, str] = {}
 
     @classmethod
     def from_token(cls, token: str, api_url: str, *, timeout: int = 15) -> SlackChannel:
@@ -85,11 +96,75 @@ class SlackChannel:
         }
         if message.metadata:
             kwargs["metadata"] = message.metadata
+        if outgoing.thread_ts:
+            kwargs["thread_ts"] = outgoing.thread_ts
         try:
             response = self.client.chat_postMessage(**kwargs)
         except SlackApiError as exc:
             raise classify_slack_error(exc) from exc
         except (SlackClientError, OSError) as exc:
-            raise DeliveryRetry(f"slack: {type(exc).__name__}: {exc}") from exc
+            refused = isinstance(exc, ConnectionRefusedError) or isinstance(
+                getattr(exc, "reason", None), ConnectionRefusedError
+            )
+            raise DeliveryRetry(
+                f"slack: {type(exc).__name__}: {exc}", uncertain=not refused
+            ) from exc
         data = response.data if isinstance(response.data, dict) else {}
         return Sent(channel_id=data.get("channel"), ts=data.get("ts"))
+
+    def _channel_id(self, name: str) -> str | None:
+        if _CHANNEL_ID.match(name):
+            return name
+        wanted = name.lstrip("#")
+        if wanted in self._ids:
+            return self._ids[wanted]
+        cursor = None
+        for _ in range(20):
+            page = self.client.conversations_list(
+                limit=200,
+                cursor=cursor,
+                exclude_archived=True,
+                types="public_channel,private_channel",
+            )
+            for channel in page.get("channels") or []:
+                self._ids[str(channel.get("name"))] = str(channel.get("id"))
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if wanted in self._ids or not cursor:
+                break
+        return self._ids.get(wanted)
+
+    def find_sent(self, outgoing: Outgoing, since: float, channel_id: str | None) -> Sent | None:
+        """Look for an earlier post of this message (by its metadata key) in the channel."""
+        try:
+            channel = channel_id or self._channel_id(outgoing.channel)
+            if channel is None:
+                logger.warning(
+                    "slack: cannot resolve %s to check for a prior post", outgoing.channel
+                )
+                return None
+            cursor = None
+            for _ in range(5):
+                page = self.client.conversations_history(
+                    channel=channel,
+                    oldest=f"{since:.6f}",
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+                for message in page.get("messages") or []:
+                    payload = (message.get("metadata") or {}).get("event_payload") or {}
+                    if payload.get("key") == outgoing.key:
+                        return Sent(channel_id=channel, ts=message.get("ts"))
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except SlackApiError as exc:
+            problem = classify_slack_error(exc)
+            if isinstance(problem, DeliveryRetry):
+                raise problem from exc
+            # The lookup itself is not allowed (e.g. a missing history scope): post rather
+            # than hold the alert forever, and say so.
+            logger.warning("slack: cannot check for a prior post (%s); posting", problem)
+        except (SlackClientError, OSError) as exc:
+            raise DeliveryRetry(f"slack: {type(exc).__name__}: {exc}") from exc
+        return None

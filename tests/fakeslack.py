@@ -45,8 +45,19 @@ def fault_from_case(name: str) -> Fault:
 class FakeSlack:
     """Start with ``with FakeSlack() as slack:``; point ``api_url`` at ``slack.api_url``."""
 
-    def __init__(self, *, rate_window: float | None = None) -> None:
+    def __init__(self, *, rate_window: float | None = None, post_delay: float = 0.0) -> None:
+        #: Seconds to wait after a post is recorded and before answering: widens the window in
+        #: which a client can die between "sent" and "marked sent" (crash tests).
+        self.post_delay = post_delay
+        self.channel_ids: dict[str, str] = {}
         self.messages: list[dict[str, Any]] = []
+        # Interactivity (tests/test_slack_*.py): what earshot did in answer to clicks.
+        self.updates: list[dict[str, Any]] = []  # chat.update
+        self.ephemerals: list[dict[str, Any]] = []  # chat.postEphemeral
+        self.views: list[dict[str, Any]] = []  # views.open
+        self.responses: list[dict[str, Any]] = []  # posts to response_url (see response_url)
+        self.usergroups: dict[str, list[str]] = {}  # usergroups.users.list answers
+        self.update_error: str | None = None  # answer chat.update with this error once
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.faults: list[Fault] = []
         self.rate_window = rate_window
@@ -69,6 +80,11 @@ class FakeSlack:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    @property
+    def response_url(self) -> str:
+        """A ``response_url`` for payloads: posts to it are recorded in ``responses``."""
+        return self.api_url + "response.url"
 
     def texts(self) -> list[str]:
         return [m.get("text", "") for m in self.messages]
@@ -101,16 +117,73 @@ class FakeSlack:
                 message = self._post(params)
                 body = {"ok": True, "channel": message["channel_id"], "ts": message["ts"]}
                 return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+            if method == "conversations.list":
+                channels = [
+                    {"id": cid, "name": name.lstrip("#")} for name, cid in self.channel_ids.items()
+                ]
+                body = {"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}}
+                return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+            if method == "conversations.history":
+                cid = str(params.get("channel"))
+                oldest = float(params.get("oldest") or 0)
+                found = [
+                    {
+                        "type": "message",
+                        "ts": m["ts"],
+                        "text": m.get("text", ""),
+                        "metadata": m.get("metadata"),
+                    }
+                    for m in reversed(self.messages)
+                    if m["channel_id"] == cid and float(m["ts"]) >= oldest
+                ]
+                body = {"ok": True, "messages": found, "has_more": False}
+                return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+            if method in ("chat.update", "chat.postEphemeral", "views.open", "response.url"):
+                records = {
+                    "chat.update": self.updates,
+                    "chat.postEphemeral": self.ephemerals,
+                    "views.open": self.views,
+                    "response.url": self.responses,
+                }[method]
+                for key in ("blocks", "view"):
+                    if isinstance(params.get(key), str):
+                        params[key] = json.loads(params[key])
+                if method == "chat.update" and self.update_error:
+                    error, self.update_error = self.update_error, None
+                    return (
+                        200,
+                        {"content-type": "application/json"},
+                        json.dumps({"ok": False, "error": error}).encode(),
+                    )
+                records.append(params)
+                body = {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
+                return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+            if method == "usergroups.users.list":
+                group = str(params.get("usergroup"))
+                if group not in self.usergroups:
+                    body = {"ok": False, "error": "no_such_subteam"}
+                else:
+                    body = {"ok": True, "users": self.usergroups[group]}
+                return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+            if method == "apps.connections.open":
+                body = {"ok": False, "error": "invalid_auth"}
+                return 200, {"content-type": "application/json"}, json.dumps(body).encode()
             if method == "auth.test":
                 body = {"ok": True, "user_id": "UBOT", "team_id": "T1", "bot_id": "B1"}
                 return 200, {"content-type": "application/json"}, json.dumps(body).encode()
             return 200, {"content-type": "application/json"}, b'{"ok": true}'
 
+    def channel_id(self, name: str) -> str:
+        if name.startswith("C") and name[1:].isalnum() and name.isupper():
+            return name
+        return self.channel_ids.setdefault(name, f"C{len(self.channel_ids) + 1:08d}")
+
     def _post(self, params: dict[str, Any]) -> dict[str, Any]:
         self._ts += 1
         message = dict(params)
-        message["ts"] = f"{self._ts}.000100"
-        message["channel_id"] = "C" + str(abs(hash(params.get("channel"))) % 10**8)
+        # Real-time-ish timestamps, so `oldest=` lookups behave like Slack's.
+        message["ts"] = f"{max(self._ts, int(time.time())) + 0:d}.{self._ts % 1_000_000:06d}"
+        message["channel_id"] = self.channel_id(str(params.get("channel")))
         self.messages.append(message)
         return message
 
@@ -132,8 +205,13 @@ class FakeSlack:
                     for key in ("blocks", "metadata"):
                         if isinstance(params.get(key), str):
                             params[key] = json.loads(params[key])
-                method = self.path.rsplit("/", 1)[-1]
+                path, _, query = self.path.partition("?")
+                if query:
+                    params.update({k: v[0] for k, v in parse_qs(query).items()})
+                method = path.rsplit("/", 1)[-1]
                 status, headers, body = fake._answer(method, params)
+                if method == "chat.postMessage" and fake.post_delay and status == 200:
+                    time.sleep(fake.post_delay)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)

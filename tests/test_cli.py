@@ -43,6 +43,7 @@ queries = ["google"]
 
 [slack]
 api_url = "{api_url}"
+min_interval = 0
 
 [storage]
 path = "{tmp_path / "earshot.db"}"

@@ -476,9 +476,12 @@ _BLANKS = re.compile(r"\n\s*\n+")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 
 
-def html_to_text(value: str | None) -> str:
-    """Plain text from an HTML fragment: tags dropped, entities decoded, paragraphs kept."""
-    if not value:
+def html_to_text(value: Any) -> str:
+    """Plain text from an HTML fragment: tags dropped, entities decoded, paragraphs kept.
+
+    Anything that is not a string (a payload with the wrong type) gives ``""``.
+    """
+    if not value or not isinstance(value, str):
         return ""
     if "<" not in value:
         return html.unescape(value).strip()
@@ -493,8 +496,22 @@ def html_to_text(value: str | None) -> str:
     return _BLANKS.sub("\n\n", "\n".join(lines)).strip()
 
 
+def text_of(value: Any) -> str:
+    """``value`` if it is a string, else ``""`` (payload fields of the wrong type)."""
+    return value if isinstance(value, str) else ""
+
+
+def id_of(value: Any) -> str:
+    """An item id from a string or an integer; anything else is a ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+        raise ValueError(f"not an id: {value!r}")
+    return str(value)
+
+
 def from_unix(value: Any) -> datetime:
     """An aware UTC datetime from unix seconds (int, float or numeric string)."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a timestamp")
     return datetime.fromtimestamp(float(value), UTC)
 
 

@@ -26,7 +26,9 @@ from .base import (
     SourceOptions,
     from_unix,
     html_to_text,
+    id_of,
     logger,
+    text_of,
 )
 
 ITEM_URL = "https://news.ycombinator.com/item?id={id}"
@@ -137,14 +139,14 @@ class HackerNewsSource(Source):
 
     def _mention(self, hit: Any, result: PollResult) -> Mention | None:
         try:
-            object_id = str(hit["objectID"])
+            object_id = id_of(hit["objectID"])
             created = from_unix(hit["created_at_i"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError, OSError):
             logger.warning("hackernews: skipped a hit without objectID/created_at_i")
             result.skipped += 1
             return None
-        tags = hit.get("_tags") or []
-        is_comment = "comment" in tags or hit.get("comment_text") is not None
+        tags = hit.get("_tags") if isinstance(hit.get("_tags"), list) else []
+        is_comment = "comment" in tags or isinstance(hit.get("comment_text"), str)
         if is_comment:
             title = ""
             text = html_to_text(hit.get("comment_text"))
@@ -155,7 +157,7 @@ class HackerNewsSource(Source):
             source=self.type,
             external_id=object_id,
             url=ITEM_URL.format(id=object_id),
-            author=str(hit.get("author") or ""),
+            author=text_of(hit.get("author")),
             site="news.ycombinator.com",
             title=title,
             text=text,

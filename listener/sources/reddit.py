@@ -28,7 +28,9 @@ from .base import (
     SourceError,
     SourceOptions,
     from_unix,
+    id_of,
     logger,
+    text_of,
 )
 
 WEB = "https://www.reddit.com"
@@ -150,28 +152,31 @@ class RedditSource(Source):
         try:
             kind = child["kind"]
             item = child["data"]
-            name = str(item["name"])
+            name = id_of(item["name"])
             created = from_unix(item["created_utc"])
-        except (KeyError, TypeError, ValueError):
+            if not isinstance(item, dict):
+                raise TypeError("data is not an object")
+        except (KeyError, TypeError, ValueError, OverflowError, OSError):
             logger.warning("reddit: skipped a malformed listing child")
             return None
-        permalink = item.get("permalink")
+        permalink = text_of(item.get("permalink"))
+        link_permalink = text_of(item.get("link_permalink"))
         if permalink:
             url = permalink if permalink.startswith("http") else WEB + permalink
-        elif item.get("link_permalink"):
-            url = f"{str(item['link_permalink']).rstrip('/')}/{item.get('id', '')}/"
+        elif link_permalink:
+            url = f"{link_permalink.rstrip('/')}/{text_of(item.get('id'))}/"
         else:
             url = f"{WEB}/{name}"
         if kind == "t3":
-            title, text = str(item.get("title") or ""), str(item.get("selftext") or "")
+            title, text = text_of(item.get("title")), text_of(item.get("selftext"))
         else:
-            title, text = "", str(item.get("body") or "")
+            title, text = "", text_of(item.get("body"))
         return Mention(
             source=self.type,
             external_id=name,
             url=url,
-            author=str(item.get("author") or ""),
-            site=str(item.get("subreddit") or ""),
+            author=text_of(item.get("author")),
+            site=text_of(item.get("subreddit")),
             title=title,
             text=text,
             created_at=created,
