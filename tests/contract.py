@@ -100,7 +100,10 @@ class Serve:
 
     def response(self, extra_headers: Mapping[str, str] | None = None) -> httpx.Response:
         """The answer, with ``extra_headers`` laid over the recorded ones."""
-        headers = {**self.header_map(), **(extra_headers or {})}
+        extra = dict(extra_headers or {})
+        replaced = {name.lower() for name in extra}
+        recorded = {k: v for k, v in self.header_map().items() if k.lower() not in replaced}
+        headers = {**recorded, **extra}
         return httpx.Response(self.status, json=self.body(), headers=headers)
 
 

@@ -11,7 +11,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -28,6 +28,9 @@ from earshot.listener.sources import (
     SourceError,
 )
 from earshot.listener.sources.base import Cursor, PollResult, Source
+from earshot.listener.sources.bluesky import BlueskySource
+from earshot.listener.sources.mastodon import MastodonSource
+from earshot.listener.sources.stackexchange import StackExchangeSource
 
 from .contract import (
     OLD,
@@ -59,6 +62,32 @@ def _appstore_stops_at_known(cursor: Cursor, requests: Sequence[httpx.Request]) 
     # the first page that holds a known review (a first poll reads page 2 as well).
     pages = [re.search(APPLE_FEED, str(r.url)) for r in requests]
     return [m.group(1) if m else None for m in pages] == ["1"]
+
+
+MASTODON = "https://mastodon.test"
+TAG = "fgiztsshwiaqqiztpmmjbtvmescsculuvmgjgopwoeidbcrixp"
+TAG_URL = rf"mastodon\.test/api/v1/timelines/tag/{TAG}\?"
+
+BSKY = "https://bsky.test"
+BSKY_SEARCH = r"bsky\.test/xrpc/app\.bsky\.feed\.searchPosts\?"
+BSKY_LOGIN = Serve(
+    r"bsky\.test/xrpc/com\.atproto\.server\.createSession$",
+    json={
+        "did": "did:plc:earshot",
+        "handle": "earshot.test",
+        "accessJwt": "A1",
+        "refreshJwt": "R1",
+    },
+    method="POST",
+)
+
+SE = "https://se.test/2.3"
+SE_SEARCH = r"se\.test/2\.3/search/advanced\?"
+SE_EMPTY = {"items": [], "has_more": False, "quota_max": 300, "quota_remaining": 246}
+
+
+def _iso_in(seconds: float, now: float) -> str:
+    return datetime.fromtimestamp(now + seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 CASES: list[SourceCase] = [
@@ -123,6 +152,116 @@ CASES: list[SourceCase] = [
             "8044879566": {"rating": 4, "title": "Usually interesting reading but", "site": "us"}
         },
         cursor_shown=_appstore_stops_at_known,
+    ),
+    SourceCase(
+        id="mastodon",
+        build=lambda http: MastodonSource(
+            http, base_url=MASTODON, hashtags=[f"#{TAG}"], limit=10, **OLD
+        ),
+        # Forward with min_id: the older recorded page first, then the newer one, then [].
+        # (They were recorded for max_id requests; body and Link headers are the same shape.)
+        pages=[
+            Serve(
+                TAG_URL + r"limit=10&min_id=0$",
+                "mastodon/timelines_tag_page2_max_id.json",
+                headers="mastodon/timelines_tag_page2_max_id.headers.json",
+            ),
+            Serve(
+                TAG_URL + r"limit=10&min_id=117020581331681768$",
+                "mastodon/timelines_tag_page1.json",
+                headers="mastodon/timelines_tag_page1.headers.json",
+            ),
+            Serve(
+                TAG_URL,
+                "mastodon/timelines_tag_last_page_empty.json",
+                headers="mastodon/timelines_tag_last_page_empty.headers.json",
+            ),
+        ],
+        empty=[
+            Serve(
+                TAG_URL,
+                "mastodon/timelines_tag_last_page_empty.json",
+                headers="mastodon/timelines_tag_last_page_empty.headers.json",
+            )
+        ],
+        count=20,
+        expect={
+            "http://localhost:3000/ap/users/117020566092212359/statuses/117020581413876942": {
+                "author": "mastodonpy_test_2",
+                "site": "mastodon.test",
+                "language": "ja",
+                "url": "http://localhost:3000/@mastodonpy_test_2/117020581413876942",
+                "text": f"Toot number 29! #{TAG}",
+            }
+        },
+        cursor_shown=param_shows("min_id", lambda c: c["hashtags"][TAG]),
+        ratelimit_headers=lambda now: {
+            "X-RateLimit-Limit": "300",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": _iso_in(30, now),
+        },
+    ),
+    SourceCase(
+        id="bluesky",
+        build=lambda http: BlueskySource(
+            http, base_url=BSKY, handle="earshot.test", app_password="app-pass", **OLD
+        ),
+        terms=["redistricting"],
+        support=[BSKY_LOGIN],
+        pages=[
+            Serve(BSKY_SEARCH + r".*&cursor=25$", json={"posts": []}),
+            Serve(
+                BSKY_SEARCH,
+                "bluesky/searchPosts_q_redistricting.json",
+                headers="bluesky/searchPosts_q_redistricting.headers.json",
+            ),
+        ],
+        empty=[Serve(BSKY_SEARCH, json={"posts": []})],
+        count=25,
+        expect={
+            "at://did:plc:s7savtl25cqhm3ddqc7jeljx/app.bsky.feed.post/3lpk2r5h5ec2j": {
+                "author": "cjtackett.bsky.social",
+                "url": "https://bsky.app/profile/cjtackett.bsky.social/post/3lpk2r5h5ec2j",
+                "language": "en",
+                "site": "bsky.app",
+            }
+        },
+        cursor_shown=param_shows("since", lambda c: c["terms"]["redistricting"]["since"]),
+        ratelimit_headers=lambda now: {
+            "RateLimit-Limit": "3000",
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(int(now) + 30),
+            "RateLimit-Policy": "3000;w=300",
+        },
+    ),
+    SourceCase(
+        id="stackexchange",
+        build=lambda http: StackExchangeSource(http, base_url=SE, sites=["stackoverflow"], **OLD),
+        terms=["something missing"],
+        pages=[
+            Serve(
+                SE_SEARCH + r".*&page=1$", "stackexchange/search_advanced_q_something_missing.json"
+            ),
+            Serve(SE_SEARCH, json=SE_EMPTY),
+        ],
+        empty=[Serve(SE_SEARCH, json=SE_EMPTY)],
+        count=10,
+        expect={
+            "stackoverflow:31622385": {
+                "title": "Upgrading to RSpec 3 and following deprecation notice results in "
+                "\"undefined method 'allow'\"",
+                "site": "stackoverflow",
+            },
+            "stackoverflow:16258911": {
+                "author": "alexcoco",
+                "url": "http://stackoverflow.com/questions/16258911/rails-4-authenticity-token",
+            },
+        },
+        cursor_shown=param_shows(
+            "fromdate", lambda c: c["sites"]["stackoverflow"]["something missing"]["from"]
+        ),
+        # Stack Exchange throttles in the body (backoff, quota: see its own tests); the
+        # generic header check still holds because SourceHttp reads headers for everyone.
     ),
 ]
 
