@@ -43,6 +43,7 @@ __all__ = [
     "RenderedMessage",
     "clean_text",
     "escape_mrkdwn",
+    "one_line",
     "render_alert",
     "render_summary",
     "render_text",
@@ -281,6 +282,11 @@ def safe(text: Any, limit: int) -> str:
     return escape_mrkdwn(_cut(cleaned, keep))
 
 
+def _line(text: Any, limit: int) -> str:
+    # One cleaned line of at most ``limit`` characters, unescaped (plain text).
+    return truncate(one_line(str(text or "")[: limit * 4]), limit)
+
+
 def _safe_line(text: Any, limit: int) -> str:
     # Inline fields (author, title, query): one line, escaped, cut; the raw text is cut
     # first so a megabyte title costs nothing.
@@ -310,7 +316,9 @@ def source_name(source: str) -> str:
     name = SOURCE_NAMES.get(source)
     if name:
         return name
-    return one_line(source.replace("_", " ")).title()[:40] or "Unknown source"
+    # Source types come from code, but an unknown one is shown as letters and digits only.
+    name = re.sub(r"[^\w .-]+", "", one_line(str(source or "")[:200].replace("_", " ")))
+    return truncate(name.strip().title(), 40) or "Unknown source"
 
 
 def _headline(mention: Mention) -> str:
@@ -375,16 +383,26 @@ def _http_url(url: Any) -> str | None:
         if parts.scheme.lower() not in ("http", "https") or not host:
             return None
         if not host.isascii():
-            netloc = parts.netloc.replace(host, host.encode("idna").decode("ascii"))
+            userinfo, at, _hostport = parts.netloc.rpartition("@")
+            port = f":{parts.port}" if parts.port is not None else ""
+            netloc = f"{userinfo}{at}{host.encode('idna').decode('ascii')}{port}"
             parts = parts._replace(netloc=netloc)
         url = urlunsplit(parts)
     except (ValueError, UnicodeError):
         return None
-    if not url.isascii():
-        url = "".join(ch if ch.isascii() else _percent(ch) for ch in url)
+    if not url.isascii() or any(ch in _URL_UNSAFE for ch in url):
+        url = "".join(_percent(ch) if ch in _URL_UNSAFE or not ch.isascii() else ch for ch in url)
     if len(url) > MAX_BUTTON_URL:
         return None
     return url
+
+
+#: Not valid in a URL (RFC 3986) and meaningful to Slack or HTML: always percent-encoded.
+_URL_UNSAFE = frozenset('<>"`')
+
+
+def _reasons(mention: Mention) -> list[str]:
+    return [_line(reason, 100) for reason in list(mention.sentiment_reasons or [])[:10]]
 
 
 def _percent(ch: str) -> str:
@@ -440,8 +458,7 @@ def _context(mention: Mention) -> list[str]:
     if mention.sentiment_label:
         label = _safe_line(mention.sentiment_label, 30)
         sentiment = f"sentiment: *{label}*{_score(mention.sentiment_score)}"
-        reasons = [one_line(r)[:100] for r in list(mention.sentiment_reasons or [])[:10]]
-        reasons = [r for r in reasons if r]
+        reasons = [r for r in _reasons(mention) if r]
         if reasons:
             sentiment += f" · drove it: {_safe_line(', '.join(reasons), 600)}"
         parts.append(sentiment)
@@ -455,9 +472,9 @@ def _context(mention: Mention) -> list[str]:
 
 
 def _fallback(mention: Mention, headline: str, product: str) -> str:
-    prefix = f"{one_line(product)[:100]}: " if product else ""
-    author = one_line(str(mention.author or "")[:800])[:200] or "someone"
-    summary = one_line(str(mention.title or mention.text or "")[:1200])[:300]
+    prefix = f"{_line(product, 100)}: " if product else ""
+    author = _line(mention.author, 200) or "someone"
+    summary = _line(mention.title or mention.text, 300)
     text = f"{prefix}{headline} by {author}" + (f": {summary}" if summary else "")
     return safe(text, MAX_MESSAGE_TEXT - 100)
 
@@ -535,33 +552,33 @@ def render_text(mention: Mention) -> str:
     Control characters (ANSI escapes included) are removed all the same.
     """
     lines = [_headline(mention)]
-    who = one_line(str(mention.author or "")[:800])[:200] or "someone"
+    who = _line(mention.author, 200) or "someone"
     where = source_name(mention.source)
     if mention.site:
-        where += f" · {one_line(mention.site)[:100]}"
+        where += f" · {_line(mention.site, 100)}"
     lines.append(f"by {who} on {where}")
     if mention.title:
-        lines.append(truncate(one_line(str(mention.title)[:2000]), 300))
+        lines.append(_line(mention.title, 300))
     body = truncate(clean_text(str(mention.text or "")[: EXCERPT_CHARS * 4]), EXCERPT_CHARS)
     if body:
         lines.extend(f"  > {line}" if line else "  >" for line in body.split("\n"))
     facts = []
     if mention.sentiment_label:
         facts.append(
-            f"sentiment: {one_line(mention.sentiment_label)[:30]}{_score(mention.sentiment_score)}"
+            f"sentiment: {_line(mention.sentiment_label, 30)}{_score(mention.sentiment_score)}"
         )
-    reasons = [one_line(r)[:100] for r in list(mention.sentiment_reasons or [])[:10]]
-    if any(reasons):
-        facts.append("drove it: " + ", ".join(r for r in reasons if r))
+    reasons = [r for r in _reasons(mention) if r]
+    if reasons:
+        facts.append("drove it: " + ", ".join(reasons))
     if mention.rating is not None:
         facts.append(f"rating: {_rating(mention.rating)}/5")
     if mention.matched_query:
-        facts.append(f"query: {one_line(mention.matched_query)[:300]}")
+        facts.append(f"query: {_line(mention.matched_query, 300)}")
     if facts:
         lines.append(" | ".join(facts))
     when = _created(mention.created_at)
     stamp = f"{when:%Y-%m-%d %H:%M} UTC" if when else "unknown time"
-    url = one_line(str(mention.url or "")[:MAX_BUTTON_URL])
+    url = _line(mention.url, MAX_BUTTON_URL)
     lines.append(f"{stamp}" + (f" · {url}" if url else ""))
     return "\n".join(lines)
 
