@@ -1,0 +1,194 @@
+"""Any RSS or Atom feed, Google Alerts included, parsed with ``feedparser``.
+
+``GET <feed URL>`` for each URL in ``feeds`` (each feed is its own unit with its own cursor;
+``base_url`` is not used). The bytes are fetched through ``SourceHttp`` (pacing, timeouts,
+the User-Agent, error mapping) and only parsed by ``feedparser``, which never fetches.
+
+A feed has no pagination: each fetch returns the latest entries. The cursor, per feed, keeps
+the ``ETag`` and ``Last-Modified`` of the last answer (sent back as ``If-None-Match`` and
+``If-Modified-Since``, so an unchanged feed answers 304 and costs nothing), the newest
+published time seen, and the ids of the entries the feed held last time. An entry is new
+when its id (``<id>``/``<guid>``, else its link) is not among those and it is not older than
+the backfill window before the newest time seen (a first poll: the backfill window).
+
+Google Alerts quirks handled here: links are ``https://www.google.com/url?...&url=<target>``
+redirects, unwrapped to the target; titles and content carry escaped ``<b>`` highlights,
+turned into plain text like every entry's HTML.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
+
+import feedparser
+from pydantic import Field
+
+from ..models import Mention
+from .base import (
+    BadPayloadError,
+    Cursor,
+    PollResult,
+    Source,
+    SourceError,
+    SourceOptions,
+    html_to_text,
+    logger,
+    text_of,
+)
+
+ACCEPT = (
+    "application/atom+xml, application/rss+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+)
+#: Hosts whose ``/url?url=<target>`` links are redirects to unwrap (Google Alerts).
+REDIRECT_HOSTS = frozenset({"www.google.com", "google.com"})
+#: At most this many entry ids are kept per feed in the cursor.
+MAX_SEEN = 500
+
+
+def unwrap_link(link: str) -> str:
+    """The target of a Google redirect link (``google.com/url?...&url=<target>``), else ``link``."""
+    parts = urlsplit(link)
+    if parts.hostname in REDIRECT_HOSTS and parts.path == "/url":
+        query = parse_qs(parts.query)
+        for key in ("url", "q"):
+            target = query.get(key, [""])[0]
+            if target.startswith(("http://", "https://")):
+                return target
+    return link
+
+
+def _when(entry: Any) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = entry.get(key)
+        if value:
+            try:
+                return datetime.fromtimestamp(calendar.timegm(value), UTC)
+            except (TypeError, ValueError, OverflowError, OSError):
+                continue
+    return None
+
+
+class RssSource(Source):
+    """Entries of a list of RSS/Atom feeds (Google Alerts, blogs, forums, news)."""
+
+    type = "rss"
+    #: Not used: every feed is a full URL.
+    default_base_url = ""
+    #: No documented budget; feeds are fetched once per poll each.
+    default_requests_per_minute = 30.0
+
+    class Options(SourceOptions):
+        feeds: list[Annotated[str, Field(pattern=r"^https?://\S+$")]] = Field(min_length=1)
+
+    def __init__(self, *args: Any, feeds: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        bad = [url for url in feeds if not url.startswith(("http://", "https://"))]
+        if bad or not feeds:
+            raise ValueError(f"rss: feeds must be http(s) URLs, got {bad or 'none'}")
+        self.feeds = list(dict.fromkeys(feeds))
+
+    def poll(self, cursor: Cursor | None, terms: Sequence[str]) -> PollResult:
+        states: dict[str, Any] = dict((cursor or {}).get("feeds", {}))
+        result = PollResult(mentions=[], cursor={"feeds": states})
+        start = self.http.requests
+        for url in self.feeds:
+            result.units += 1
+            try:
+                entries, state = self._read(url, states.get(url), result)
+            except SourceError as exc:
+                if not result.fail(f"rss {url.split('?', 1)[0]}", exc):
+                    break
+                continue
+            states[url] = state
+            result.mentions.extend(entries)
+        result.requests = self.http.requests - start
+        return result
+
+    def _read(
+        self, url: str, state: dict[str, Any] | None, result: PollResult
+    ) -> tuple[list[Mention], dict[str, Any]]:
+        state = dict(state or {})
+        headers = {"Accept": ACCEPT}
+        if isinstance(state.get("etag"), str):
+            headers["If-None-Match"] = state["etag"]
+        if isinstance(state.get("modified"), str):
+            headers["If-Modified-Since"] = state["modified"]
+        response = self.http.get(url, headers=headers)
+        if response.status_code == 304:
+            return [], state
+        parsed = feedparser.parse(
+            response.content,
+            response_headers={"content-type": response.headers.get("content-type", "")},
+        )
+        if not parsed.get("version") and not parsed.entries:
+            problem = parsed.get("bozo_exception")
+            raise BadPayloadError(f"rss: {url.split('?', 1)[0]} is not a feed: {problem}")
+        seen = {str(i) for i in state.get("seen", [])}
+        newest = state.get("newest")
+        if not isinstance(newest, int | float) or isinstance(newest, bool):
+            newest = None
+        floor = newest - self.backfill_seconds if newest is not None else self.backfill_start()
+        fetched = self.clock()
+        mentions: list[Mention] = []
+        ids: list[str] = []
+        for entry in parsed.entries:
+            mention = self._mention(entry, url, fetched)
+            if mention is None:
+                result.skipped += 1
+                continue
+            ids.append(mention.external_id)
+            if mention.external_id in seen:
+                continue
+            if mention.raw.get("dated") and mention.created_at.timestamp() <= floor:
+                continue
+            seen.add(mention.external_id)
+            mentions.append(mention)
+        dated = [m.created_at.timestamp() for m in mentions if m.raw.get("dated")]
+        if dated:
+            state["newest"] = max(dated) if newest is None else max(newest, *dated)
+        # The ids the feed holds now (it only ever shows its latest entries), newest first.
+        state["seen"] = list(dict.fromkeys(ids))[:MAX_SEEN]
+        for header, key in (("etag", "etag"), ("last-modified", "modified")):
+            value = response.headers.get(header)
+            if value:
+                state[key] = value
+        return mentions, state
+
+    def _mention(self, entry: Any, feed: str, fetched: float) -> Mention | None:
+        link = unwrap_link(text_of(entry.get("link")))
+        entry_id = text_of(entry.get("id")) or link
+        if not entry_id:
+            logger.warning("rss: skipped an entry without id or link in %s", feed)
+            return None
+        when = _when(entry)
+        content = entry.get("content")
+        body = ""
+        if isinstance(content, list) and content and isinstance(content[0], dict):
+            body = text_of(content[0].get("value"))
+        body = body or text_of(entry.get("summary"))
+        author = text_of(entry.get("author"))
+        raw = {
+            "id": entry_id,
+            "link": text_of(entry.get("link")),
+            "title": text_of(entry.get("title")),
+            "summary": body,
+            "author": author,
+            "published": text_of(entry.get("published") or entry.get("updated")),
+            "feed": feed,
+            "dated": when is not None,
+        }
+        return Mention(
+            source=self.type,
+            external_id=entry_id[:255],
+            url=link if link.startswith(("http://", "https://")) else feed,
+            author=author,
+            site=(urlsplit(link).hostname or "") if link else (urlsplit(feed).hostname or ""),
+            title=html_to_text(entry.get("title")),
+            text=html_to_text(body),
+            created_at=when or datetime.fromtimestamp(fetched, UTC),
+            raw=raw,
+        )
