@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -29,16 +30,21 @@ from earshot.listener.sources import (
 )
 from earshot.listener.sources.base import Cursor, PollResult, Source
 from earshot.listener.sources.bluesky import BlueskySource
+from earshot.listener.sources.discourse import DiscourseSource
+from earshot.listener.sources.github import GitHubSource, iso
 from earshot.listener.sources.mastodon import MastodonSource
+from earshot.listener.sources.rss import RssSource
 from earshot.listener.sources.stackexchange import StackExchangeSource
 
 from .contract import (
     OLD,
+    REAL,
     FakeTime,
     Serve,
     SourceCase,
     data_requests,
     failing,
+    load_fixture,
     make_http,
     param_shows,
     serving,
@@ -88,6 +94,60 @@ SE_EMPTY = {"items": [], "has_more": False, "quota_max": 300, "quota_remaining":
 
 def _iso_in(seconds: float, now: float) -> str:
     return datetime.fromtimestamp(now + seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+GH = "https://gh.test"
+GH_SEARCH = r"gh\.test/search/issues\?"
+#: The recorded headers (name/value pairs), without the transport ones.
+GH_HEADERS = {
+    name: value
+    for name, value in load_fixture("github/search_issues.headers.json")["headers"]
+    if name.lower() not in ("content-length", "connection")
+}
+GH_EMPTY = {"total_count": 0, "incomplete_results": False, "items": []}
+GH_REPO = "octokit-fixture-org/tmp-scenario-search-issues-20220719044045959-jlcli"
+
+
+def _github_searches_from(cursor: Cursor, requests: Sequence[httpx.Request]) -> bool:
+    since = iso(cursor["searches"]["issues:sesame"]["since"])
+    return any(f"created:>={since}" in r.url.params.get("q", "") for r in requests)
+
+
+FORUM = "https://forum.test"
+FORUM_POSTS = r"forum\.test/posts\.json"
+
+
+def _discourse_stops_at_known(cursor: Cursor, requests: Sequence[httpx.Request]) -> bool:
+    # /posts.json takes no "since": the stored post id stops the paging on the first page
+    # (a first poll pages on with before=).
+    return [r.url.params.get("before") for r in requests] == [None]
+
+
+ALERTS = "https://www.google.com/alerts/feeds/04175468913983673025/4428013283581841004"
+ALERTS_URL = r"google\.com/alerts/feeds/"
+EMPTY_FEED = (
+    b'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+    b"<title>Google Alert - Slack</title><updated>2019-07-10T12:00:00Z</updated></feed>"
+)
+
+
+@dataclass(frozen=True)
+class ServeFeed(Serve):
+    """A feed endpoint: the raw bytes of an XML fixture (``Serve`` answers JSON)."""
+
+    content: bytes | None = None
+
+    def response(self, extra_headers: Mapping[str, str] | None = None) -> httpx.Response:
+        body = self.content if self.content is not None else (REAL / str(self.fixture)).read_bytes()
+        headers = {"Content-Type": "application/atom+xml; charset=utf-8", **self.header_map()}
+        return httpx.Response(
+            self.status, content=body, headers={**headers, **(extra_headers or {})}
+        )
+
+
+def _rss_sends_the_etag(cursor: Cursor, requests: Sequence[httpx.Request]) -> bool:
+    etag = cursor["feeds"][ALERTS]["etag"]
+    return any(r.headers.get("if-none-match") == etag for r in requests)
 
 
 CASES: list[SourceCase] = [
@@ -262,6 +322,75 @@ CASES: list[SourceCase] = [
         ),
         # Stack Exchange throttles in the body (backoff, quota: see its own tests); the
         # generic header check still holds because SourceHttp reads headers for everyone.
+    ),
+    SourceCase(
+        id="github",
+        build=lambda http: GitHubSource(http, base_url=GH, **OLD),
+        terms=["sesame"],
+        pages=[Serve(GH_SEARCH, "github/search_issues.json", headers=GH_HEADERS)],
+        empty=[Serve(GH_SEARCH, json=GH_EMPTY, headers=GH_HEADERS)],
+        count=2,
+        expect={
+            "1308970076": {
+                "author": "octokit-fixture-user-b",
+                "site": GH_REPO,
+                "title": "Sesame seeds split without a pop!",
+                "url": f"https://github.com/{GH_REPO}/issues/2",
+            },
+            "1308970043": {
+                "author": "octokit-fixture-user-a",
+                "title": "The doors don\u2019t open",
+            },
+        },
+        cursor_shown=_github_searches_from,
+        ratelimit_headers=lambda now: {
+            "X-RateLimit-Limit": "30",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int(now) + 30),
+            "X-RateLimit-Resource": "search",
+        },
+    ),
+    SourceCase(
+        id="discourse",
+        build=lambda http: DiscourseSource(http, base_url=FORUM, **OLD),
+        pages=[
+            Serve(FORUM_POSTS + r"\?before=15$", "discourse/posts_before_15.json"),
+            Serve(FORUM_POSTS + r"\?before=", json={"latest_posts": []}),
+            Serve(FORUM_POSTS + "$", "discourse/posts_latest.json"),
+        ],
+        empty=[Serve(FORUM_POSTS, json={"latest_posts": []})],
+        count=4,
+        expect={
+            "forum.test:15": {
+                "author": "johndoe",
+                "text": "holla bullhonky.",
+                "url": "https://forum.test/t/this-is-an-uncategorized-title/11/2",
+                "title": "",
+            },
+            "forum.test:14": {"title": "This is an uncategorized title"},
+        },
+        cursor_shown=_discourse_stops_at_known,
+    ),
+    SourceCase(
+        id="rss-google-alerts",
+        build=lambda http: RssSource(http, feeds=[ALERTS], **OLD),
+        terms=["slack"],
+        pages=[
+            ServeFeed(
+                ALERTS_URL, "google_alerts/google_alert_slack.xml", headers={"ETag": '"ga-1"'}
+            )
+        ],
+        empty=[ServeFeed(ALERTS_URL, content=EMPTY_FEED)],
+        count=20,
+        expect={
+            "tag:google.com,2013:googlealerts/feed:13685523368333461374": {
+                "title": "Slack Stock Has a Compelling Story and the Numbers to Back It Up",
+                "url": "https://investorplace.com/2019/07/slack-stock-truly-compelling/",
+                "site": "investorplace.com",
+            }
+        },
+        cursor_shown=_rss_sends_the_etag,
+        notes="a feed has no cursor parameter: the stored ETag goes back as If-None-Match",
     ),
 ]
 

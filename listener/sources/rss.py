@@ -7,7 +7,7 @@ the User-Agent, error mapping) and only parsed by ``feedparser``, which never fe
 A feed has no pagination: each fetch returns the latest entries. The cursor, per feed, keeps
 the ``ETag`` and ``Last-Modified`` of the last answer (sent back as ``If-None-Match`` and
 ``If-Modified-Since``, so an unchanged feed answers 304 and costs nothing), the newest
-published time seen, and the ids of the entries the feed held last time. An entry is new
+published time seen, and the ids of the entries seen (the latest 500). An entry is new
 when its id (``<id>``/``<guid>``, else its link) is not among those and it is not older than
 the backfill window before the newest time seen (a first poll: the backfill window).
 
@@ -150,8 +150,10 @@ class RssSource(Source):
         dated = [m.created_at.timestamp() for m in mentions if m.raw.get("dated")]
         if dated:
             state["newest"] = max(dated) if newest is None else max(newest, *dated)
-        # The ids the feed holds now (it only ever shows its latest entries), newest first.
-        state["seen"] = list(dict.fromkeys(ids))[:MAX_SEEN]
+        # The ids the feed holds now (it only ever shows its latest entries), then the ones
+        # seen before, so an entry that drops out and comes back is not new again.
+        before = [str(i) for i in state.get("seen", [])]
+        state["seen"] = list(dict.fromkeys([*ids, *before]))[:MAX_SEEN]
         for header, key in (("etag", "etag"), ("last-modified", "modified")):
             value = response.headers.get(header)
             if value:
