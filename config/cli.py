@@ -208,6 +208,64 @@ def eval_(
     typer.echo(table)
 
 
+@app.command()
+def export(
+    config: ConfigOption = Path("earshot.toml"),
+    approved: Annotated[
+        bool, typer.Option("--approved", help="Export mentions approved for amplification.")
+    ] = False,
+    since: Annotated[
+        str, typer.Option(help="How far back: '7d', '24h', '30m' (by approval time).")
+    ] = "7d",
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Write approved mentions as CSV or JSON for marketing tools."""
+    from datetime import timedelta
+    from typing import Literal
+
+    from earshot.listener.models import utcnow
+    from earshot.listener.store import Store as _Store
+    from earshot.listener.workflow import approved_since
+    from earshot.responders.wins import export_approved
+
+    from .settings import parse_duration
+
+    if not approved:
+        typer.echo("nothing to export: pass --approved", err=True)
+        raise typer.Exit(2)
+    if fmt not in ("csv", "json"):
+        typer.echo("--format must be 'csv' or 'json'", err=True)
+        raise typer.Exit(2)
+    try:
+        seconds = parse_duration(since)
+    except ValueError as exc:
+        typer.echo(f"--since: {exc}", err=True)
+        raise typer.Exit(2) from None
+    settings = _load(config)
+    store = _Store.from_url(database_url(settings, Secrets.from_env()))
+    try:
+        from .migrations import SchemaError, ensure_schema
+
+        try:
+            ensure_schema(store.engine)
+        except SchemaError as exc:
+            typer.echo(f"earshot: {exc}", err=True)
+            raise typer.Exit(2) from None
+        rows = approved_since(store, utcnow() - timedelta(seconds=seconds))
+    finally:
+        store.engine.dispose()
+    kind: Literal["csv", "json"] = "json" if fmt == "json" else "csv"
+    if output is None:
+        export_approved(rows, kind, sys.stdout)
+    else:
+        with output.open("w", encoding="utf-8", newline="") as out:
+            export_approved(rows, kind, out)
+        typer.echo(f"{len(rows)} approved mentions written to {output}", err=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")

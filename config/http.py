@@ -22,6 +22,9 @@ from earshot.listener import metrics
 logger = logging.getLogger("earshot.http")
 
 Check = Callable[[], dict[str, Any]]
+#: A POST route: (raw body, headers) -> (status, headers, body), e.g. ``/slack/events``.
+PostRoute = Callable[[bytes, dict[str, str]], tuple[int, dict[str, str], bytes]]
+MAX_POST_BYTES = 1_000_000
 
 
 class OpsServer:
@@ -35,8 +38,10 @@ class OpsServer:
         ready: Check,
         alive: Callable[[], bool] = lambda: True,
         before_metrics: Callable[[], None] | None = None,
+        post: dict[str, PostRoute] | None = None,
     ) -> None:
         self.ready = ready
+        self.post = post or {}
         self.alive = alive
         self.before_metrics = before_metrics
         self.server = ThreadingHTTPServer((host, port), self._handler())
@@ -90,5 +95,27 @@ class OpsServer:
                 except Exception:
                     logger.exception("ops endpoint %s failed", path)
                     self._send(500, b"error\n", "text/plain")
+
+            def do_POST(self) -> None:
+                path = self.path.split("?", 1)[0]
+                route = ops.post.get(path)
+                if route is None:
+                    self._send(404, b"not found\n", "text/plain")
+                    return
+                try:
+                    length = int(self.headers.get("content-length") or 0)
+                except ValueError:
+                    length = -1
+                if not 0 <= length <= MAX_POST_BYTES:
+                    self._send(413, b"bad content-length\n", "text/plain")
+                    return
+                body = self.rfile.read(length)
+                try:
+                    status, headers, answer = route(body, dict(self.headers.items()))
+                except Exception:
+                    logger.exception("POST %s failed", path)
+                    self._send(500, b"error\n", "text/plain")
+                    return
+                self._send(status, answer, headers.get("content-type", "text/plain"))
 
         return Handler

@@ -1,0 +1,543 @@
+"""The response workflow: state changes on mentions, each one audited, each one idempotent.
+
+A Slack click becomes one call here. Every state change is a conditional
+``UPDATE mentions SET status = ... WHERE id = ? AND status IN (...)`` in the same
+transaction as its audit row (``MentionEvent``) and any outbox rows it queues (the wins
+post), so two clicks, two replicas or a redelivered payload change a mention once:
+the database decides, on SQLite and on PostgreSQL alike. A redelivery of the very same
+click (same ``dedupe_key``) is recognised by the unique key on the audit row.
+
+    >>> t = transition(store, 42, "approve", Actor("U123", "lead"), dedupe_key="approve:42:1.2")
+    >>> t.changed, t.mention.status
+    (True, 'approved')
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel, col, func, select
+
+from .corrections import record_correction
+from .models import (
+    Delivery,
+    DeliveryStatus,
+    Label,
+    Mention,
+    MentionEvent,
+    MentionStatus,
+    QueryExclusion,
+    QueryMute,
+    as_utc,
+    utcnow,
+)
+from .pipeline import Router
+from .store import Route, Store
+
+logger = logging.getLogger("earshot.listener.workflow")
+
+S = MentionStatus
+OPEN = frozenset({S.NEW.value, S.ALERTED.value, S.ASSIGNED.value})
+
+#: action -> (statuses it may start from, the status it leads to)
+RULES: dict[str, tuple[frozenset[str], str]] = {
+    "assign": (OPEN, S.ASSIGNED.value),
+    "handled": (OPEN, S.HANDLED.value),
+    "not_relevant": (OPEN, S.NOT_RELEVANT.value),
+    "approve": (frozenset({S.NEW.value, S.ALERTED.value}), S.APPROVED.value),
+    "reject": (frozenset({S.NEW.value, S.ALERTED.value}), S.REJECTED.value),
+}
+
+#: Outbox kinds queued by the workflow (the delivery worker renders them).
+KIND_WIN = "win"
+KIND_THREAD = "thread_reply"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acted: a Slack user id and, when known, their name."""
+
+    user_id: str
+    user_name: str = ""
+
+
+@dataclass(frozen=True)
+class Queued:
+    """An outbox row to queue with a state change (same transaction)."""
+
+    key: str
+    channel: str
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Transition:
+    """What a workflow call did.
+
+    * **changed** - this call changed the mention (and wrote ``event``).
+    * **duplicate** - the same click was already recorded (a redelivery): nothing changed.
+    * **mention** - the mention as it is now (``None``: no such mention).
+    * **last** - when nothing changed, the audit row that put the mention where it is.
+    """
+
+    changed: bool
+    mention: Mention | None
+    event: MentionEvent | None = None
+    duplicate: bool = False
+    last: MentionEvent | None = None
+
+
+def _table(name: str) -> Any:
+    return SQLModel.metadata.tables[name]
+
+
+def _insert(store: Store, table: Any) -> Any:
+    return (postgresql.insert if store.dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _outbox_row(item: Queued, mention_id: int | None) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "idempotency_key": item.key[:255],
+        "mention_id": mention_id,
+        "channel": item.channel,
+        "kind": item.kind,
+        "payload": item.payload,
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def _queue(store: Store, session: Session, items: Iterable[Queued], mention_id: int | None) -> None:
+    rows = [_outbox_row(item, mention_id) for item in items]
+    if rows:
+        stmt = _insert(store, _table("outbox")).on_conflict_do_nothing(
+            index_elements=["idempotency_key"]
+        )
+        session.execute(stmt, rows)
+
+
+def _event_exists(session: Session, dedupe_key: str | None) -> bool:
+    if not dedupe_key:
+        return False
+    found = session.exec(select(MentionEvent.id).where(MentionEvent.dedupe_key == dedupe_key))
+    return found.first() is not None
+
+
+def _last_event(session: Session, mention_id: int, actions: Sequence[str]) -> MentionEvent | None:
+    row = session.exec(
+        select(MentionEvent)
+        .where(MentionEvent.mention_id == mention_id, col(MentionEvent.action).in_(list(actions)))
+        .order_by(col(MentionEvent.id).desc())
+        .limit(1)
+    ).first()
+    if row is not None:
+        session.expunge(row)
+    return row
+
+
+def _detached(session: Session, mention_id: int) -> Mention | None:
+    mention = session.get(Mention, mention_id, populate_existing=True)
+    if mention is not None:
+        session.expunge(mention)
+    return mention
+
+
+def get_mention(store: Store, mention_id: int) -> Mention | None:
+    """One mention by id, detached from its session."""
+    with Session(store.engine) as session:
+        return _detached(session, mention_id)
+
+
+def transition(
+    store: Store,
+    mention_id: int,
+    action: str,
+    actor: Actor,
+    *,
+    dedupe_key: str | None = None,
+    detail: dict[str, Any] | None = None,
+    queue: Sequence[Queued] = (),
+    now: datetime | None = None,
+) -> Transition:
+    """Apply ``action`` (a key of ``RULES``) to a mention, at most once.
+
+    The change, its audit row and the ``queue`` rows are written in one transaction, and
+    only if the mention was in a state the action may start from. ``assign`` also moves an
+    assigned mention to another person (not to the same one twice).
+    """
+    if action not in RULES:
+        raise ValueError(f"unknown workflow action {action!r}")
+    sources, target = RULES[action]
+    now = now or utcnow()
+    table = _table("mentions").c
+    with Session(store.engine) as session:
+        if _event_exists(session, dedupe_key):
+            return Transition(False, _detached(session, mention_id), duplicate=True)
+        values: dict[str, Any] = {"status": target}
+        conditions = [table.id == mention_id, table.status.in_(sorted(sources))]
+        if action == "assign":
+            values["assignee"] = actor.user_id
+            conditions.append(table.assignee.is_(None) | (table.assignee != actor.user_id))
+        else:
+            values["resolved_by"] = actor.user_id
+            values["resolved_at"] = now
+        result = session.execute(update(_table("mentions")).where(*conditions).values(**values))
+        if not result.rowcount:  # type: ignore[attr-defined]
+            session.rollback()
+            mention = _detached(session, mention_id)
+            last = None
+            if mention is not None:
+                last = _last_event(session, mention_id, list(RULES))
+            return Transition(False, mention, last=last)
+        event = MentionEvent(
+            mention_id=mention_id,
+            action=action,
+            user_id=actor.user_id,
+            user_name=actor.user_name,
+            at=now,
+            detail=detail or {},
+            dedupe_key=dedupe_key,
+        )
+        session.add(event)
+        _queue(store, session, queue, mention_id)
+        session.commit()
+        session.refresh(event)
+        session.expunge(event)
+        return Transition(True, _detached(session, mention_id), event=event)
+
+
+def record(
+    store: Store,
+    mention_id: int,
+    action: str,
+    actor: Actor,
+    *,
+    dedupe_key: str | None = None,
+    detail: dict[str, Any] | None = None,
+    correction: tuple[str, str] | None = None,
+    exclusion: tuple[str, str] | None = None,
+    now: datetime | None = None,
+) -> Transition:
+    """Record an action that does not move the status (a sentiment correction, an exclusion).
+
+    ``correction`` is ``(old_label, new_label)``, stored with ``record_correction``;
+    ``exclusion`` is ``(query, term)``, stored as a ``QueryExclusion``. A repeated
+    ``dedupe_key`` changes nothing.
+    """
+    with Session(store.engine) as session:
+        mention = _detached(session, mention_id)
+        if mention is None:
+            return Transition(False, None)
+        if _event_exists(session, dedupe_key):
+            return Transition(False, mention, duplicate=True)
+        if correction is not None:
+            old, new = correction
+            record_correction(session, mention_id, old, new, actor.user_id, commit=False)
+        if exclusion is not None:
+            query, term = exclusion
+            stmt = _insert(store, _table("query_exclusions")).on_conflict_do_nothing(
+                index_elements=["query", "term"]
+            )
+            session.execute(
+                stmt,
+                [
+                    {
+                        "query": query,
+                        "term": term,
+                        "user_id": actor.user_id,
+                        "mention_id": mention_id,
+                        "created_at": now or utcnow(),
+                    }
+                ],
+            )
+        event = MentionEvent(
+            mention_id=mention_id,
+            action=action,
+            user_id=actor.user_id,
+            user_name=actor.user_name,
+            at=now or utcnow(),
+            detail=detail or {},
+            dedupe_key=dedupe_key,
+        )
+        session.add(event)
+        session.commit()
+        session.refresh(event)
+        session.expunge(event)
+        return Transition(True, mention, event=event)
+
+
+def events(store: Store, mention_id: int) -> list[MentionEvent]:
+    """A mention's audit trail, oldest first."""
+    with Session(store.engine) as session:
+        rows = list(
+            session.exec(
+                select(MentionEvent)
+                .where(MentionEvent.mention_id == mention_id)
+                .order_by(col(MentionEvent.id))
+            )
+        )
+        for row in rows:
+            session.expunge(row)
+        return rows
+
+
+def alert_message(store: Store, mention_id: int) -> tuple[str, str] | None:
+    """Where the mention's alert landed in Slack: ``(channel_id, ts)``, if it was sent."""
+    with Session(store.engine) as session:
+        row = session.exec(
+            select(Delivery.message_channel, Delivery.message_ts)
+            .where(
+                Delivery.mention_id == mention_id,
+                Delivery.kind == "alert",
+                Delivery.status == DeliveryStatus.SENT.value,
+                col(Delivery.message_ts).is_not(None),
+            )
+            .order_by(col(Delivery.id))
+            .limit(1)
+        ).first()
+    if row is None or not row[0] or not row[1]:
+        return None
+    return str(row[0]), str(row[1])
+
+
+def unhandled(store: Store, channel: str | None, limit: int = 10) -> list[tuple[Mention, Delivery]]:
+    """Alerted, not yet handled mentions in ``channel`` (the alerts channel), newest first."""
+    if not channel:
+        return []
+    with Session(store.engine) as session:
+        rows = list(
+            session.exec(
+                select(Mention, Delivery)
+                .join(Delivery, col(Delivery.mention_id) == col(Mention.id))
+                .where(
+                    Delivery.kind == "alert",
+                    Delivery.channel == channel,
+                    col(Mention.status).in_([S.ALERTED.value, S.ASSIGNED.value]),
+                )
+                .order_by(col(Delivery.sent_at).desc(), col(Delivery.id).desc())
+                .limit(limit)
+            )
+        )
+        for mention, delivery in rows:
+            session.expunge(mention)
+            session.expunge(delivery)
+        return rows
+
+
+def status_counts(store: Store) -> dict[str, int]:
+    """Mentions by workflow status."""
+    with Session(store.engine) as session:
+        rows = session.exec(select(Mention.status, func.count()).group_by(col(Mention.status)))
+        return {status: count for status, count in rows}
+
+
+def approved_since(store: Store, since: datetime) -> list[tuple[Mention, MentionEvent]]:
+    """Mentions approved for amplification at or after ``since``, with the approval row."""
+    with Session(store.engine) as session:
+        rows = list(
+            session.exec(
+                select(Mention, MentionEvent)
+                .join(MentionEvent, col(MentionEvent.mention_id) == col(Mention.id))
+                .where(
+                    MentionEvent.action == "approve",
+                    col(MentionEvent.at) >= since,
+                    Mention.status == S.APPROVED.value,
+                )
+                .order_by(col(MentionEvent.at), col(MentionEvent.id))
+            )
+        )
+        for mention, event in rows:
+            session.expunge(mention)
+            session.expunge(event)
+        return rows
+
+
+def escalate_overdue(
+    store: Store,
+    *,
+    alerts_channel: str | None,
+    sla_seconds: float,
+    text: Callable[[Mention], str],
+    now: datetime | None = None,
+    limit: int = 100,
+) -> list[int]:
+    """Escalate, once each, alerts in ``alerts_channel`` not handled within the SLA.
+
+    For each overdue mention (alerted or assigned, sent more than ``sla_seconds`` ago, not
+    escalated yet) ``escalated_at`` is set with a conditional update and a thread reply
+    (``text(mention)``) is queued in the same transaction; returns the escalated ids.
+    """
+    if not alerts_channel:
+        return []
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=sla_seconds)
+    done: list[int] = []
+    with Session(store.engine) as session:
+        due = list(
+            session.exec(
+                select(Mention, Delivery)
+                .join(Delivery, col(Delivery.mention_id) == col(Mention.id))
+                .where(
+                    Delivery.kind == "alert",
+                    Delivery.channel == alerts_channel,
+                    Delivery.status == DeliveryStatus.SENT.value,
+                    col(Delivery.message_ts).is_not(None),
+                    col(Delivery.sent_at) <= cutoff,
+                    col(Mention.status).in_([S.ALERTED.value, S.ASSIGNED.value]),
+                    col(Mention.escalated_at).is_(None),
+                )
+                .order_by(col(Delivery.sent_at))
+                .limit(limit)
+            )
+        )
+        for mention, delivery in due:
+            session.expunge(mention)
+            session.expunge(delivery)
+    table = _table("mentions").c
+    for mention, delivery in due:
+        assert mention.id is not None
+        with Session(store.engine) as session:
+            result = session.execute(
+                update(_table("mentions"))
+                .where(
+                    table.id == mention.id,
+                    table.escalated_at.is_(None),
+                    table.status.in_([S.ALERTED.value, S.ASSIGNED.value]),
+                )
+                .values(escalated_at=now)
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                session.rollback()
+                continue
+            session.add(
+                MentionEvent(
+                    mention_id=mention.id,
+                    action="escalated",
+                    user_id="",
+                    user_name="earshot",
+                    at=now,
+                    detail={"sla_seconds": sla_seconds},
+                    dedupe_key=f"escalated:{mention.id}",
+                )
+            )
+            item = Queued(
+                key=f"escalation:{mention.id}",
+                channel=str(delivery.message_channel),
+                kind=KIND_THREAD,
+                payload={"thread_ts": delivery.message_ts, "text": text(mention)},
+            )
+            _queue(store, session, [item], mention.id)
+            session.commit()
+            done.append(mention.id)
+    return done
+
+
+# -- exclusions and mutes ----------------------------------------------------------------
+
+
+def exclusions(store: Store) -> dict[str, list[str]]:
+    """The stored exclusions: query text -> terms, oldest first."""
+    with Session(store.engine) as session:
+        rows = session.exec(
+            select(QueryExclusion.query, QueryExclusion.term).order_by(col(QueryExclusion.id))
+        )
+        found: dict[str, list[str]] = {}
+        for query, term in rows:
+            found.setdefault(query, []).append(term)
+        return found
+
+
+def with_exclusions(query: str, terms: Sequence[str]) -> str:
+    """``query`` with ``-"term"`` for each term: ``(acme) -"acme corp"``."""
+    if not terms:
+        return query
+    return f"({query}) " + " ".join(f'-"{term}"' for term in terms)
+
+
+def mute(store: Store, query: str, until: datetime, actor: Actor) -> None:
+    """Mute ``query`` until ``until`` (replacing an earlier mute)."""
+    stmt = _insert(store, _table("query_mutes")).values(
+        query=query, until=until, user_id=actor.user_id
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["query"], set_={"until": stmt.excluded.until, "user_id": actor.user_id}
+    )
+    with Session(store.engine) as session:
+        session.execute(stmt)
+        session.commit()
+
+
+def active_mutes(store: Store, now: datetime | None = None) -> dict[str, datetime]:
+    """Muted queries and until when."""
+    now = now or utcnow()
+    with Session(store.engine) as session:
+        rows = session.exec(select(QueryMute.query, QueryMute.until))
+        return {q: u for q, u in ((q, as_utc(u)) for q, u in rows) if u is not None and u > now}
+
+
+class MutingRouter(Router):
+    """A ``Router`` that stores, but does not alert, mentions of a muted query.
+
+    ``aliases`` maps an effective query text (with exclusions applied) back to the
+    configured one, which is what ``/earshot mute`` names. Mutes are re-read at most every
+    ``refresh`` seconds.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        alerts_channel: str | None,
+        amplify_channel: str | None,
+        *,
+        aliases: dict[str, str] | None = None,
+        refresh: float = 15.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(alerts_channel, amplify_channel, **kwargs)
+        self.store = store
+        self.aliases = aliases or {}
+        self.refresh = refresh
+        self._mutes: dict[str, datetime] = {}
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def muted(self, query: str | None) -> bool:
+        """Whether ``query`` (as stored on a mention) is muted now."""
+        if not query:
+            return False
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.refresh:
+                try:
+                    self._mutes = active_mutes(self.store)
+                except Exception:
+                    logger.exception("cannot read query mutes; alerting as usual")
+                    self._mutes = {}
+                self._read_at = time.monotonic()
+            until = self._mutes.get(self.aliases.get(query, query))
+        return until is not None and until > utcnow()
+
+    def routes(self, mention: Mention) -> list[Route]:
+        if self.muted(mention.matched_query):
+            return []
+        return super().routes(mention)
+
+
+def valid_label(value: str) -> Label | None:
+    """A correctable label (not ``unscored``), or ``None``."""
+    try:
+        label = Label(value)
+    except ValueError:
+        return None
+    return None if label is Label.UNSCORED else label
