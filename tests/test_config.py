@@ -84,7 +84,8 @@ def test_wrong_types_and_values_name_the_key() -> None:
     assert any(p.startswith("sources[2].app_id") for p in problems_of(data))
     data = base()
     del data["sources"][1]["subreddits"]
-    assert problems_of(data) == ["sources[1].subreddits: required key missing"]
+    (problem,) = problems_of(data)
+    assert problem.startswith("sources[1]") and "subreddits" in problem
 
 
 def test_a_bad_query_is_reported_with_its_position() -> None:

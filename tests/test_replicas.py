@@ -1,0 +1,112 @@
+"""Two replicas on the real PostgreSQL: one fake Slack, 500 mentions, each posted once."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, select
+
+from earshot.listener.models import Delivery, Mention
+from earshot.listener.store import Store
+
+from .conftest import load_json
+from .fakeapi import FakeAPI, json_answer
+from .fakeslack import FakeSlack
+
+COUNT = 500
+
+
+def hits() -> list[dict[str, Any]]:
+    template = load_json("hn_algolia/search_by_date_story_query_apple.json")["hits"][0]
+    out = []
+    for i in range(COUNT):
+        hit = copy.deepcopy(template)
+        hit["objectID"] = str(90_000_000 + i)
+        hit["created_at_i"] = 1_700_000_000 + i
+        hit["title"] = f"Acme app {i} crashes all the time, terrible and awful, I want a refund"
+        out.append(hit)
+    return sorted(out, key=lambda h: -h["created_at_i"])
+
+
+def test_two_replicas_post_each_alert_once(tmp_path: Path, fresh_postgres_url: str) -> None:
+    items = hits()
+
+    def search(path: str, params: dict[str, str]) -> Any:
+        per, page = int(params.get("hitsPerPage", 100)), int(params.get("page", 0))
+        chunk = items[page * per : (page + 1) * per]
+        pages = (len(items) + per - 1) // per
+        return json_answer({"hits": chunk, "page": page, "nbPages": pages, "nbHits": len(items)})
+
+    exe = Path(sys.executable).parent / "earshot"
+    with FakeAPI() as api, FakeSlack(post_delay=0.005) as slack:
+        api.route(r"/search_by_date", search)
+        config = tmp_path / "earshot.toml"
+        config.write_text(
+            f"""
+[product]
+name = "Acme"
+queries = ["acme"]
+
+[slack]
+api_url = "{slack.api_url}"
+min_interval = 0
+
+[http]
+enabled = false
+
+[[sources]]
+type = "hackernews"
+base_url = "{api.base_url}"
+backfill = "10000d"
+every = "2s"
+"""
+        )
+        procs = []
+        for replica in ("replica-a", "replica-b"):
+            env = {
+                **os.environ,
+                "SLACK_BOT_TOKEN": "xoxb-test",
+                "DATABASE_URL": fresh_postgres_url,
+                "EARSHOT_REPLICA_ID": replica,
+                "EARSHOT_LOG_LEVEL": "WARNING",
+            }
+            procs.append(
+                subprocess.Popen(
+                    [str(exe), "run", "--config", str(config)],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        try:
+            deadline = time.monotonic() + 120
+            while len(slack.messages) < COUNT and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(3)  # a few more delivery rounds: anything doubled would show now
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            errors = [proc.communicate(timeout=30)[1] for proc in procs]
+        assert all(proc.returncode == 0 for proc in procs), errors
+        others = [m["text"] for m in slack.messages if m.get("metadata", {}).get("event_type") != "earshot_alert"]
+        assert not others, (others[:3], [e[-3000:] for e in errors])
+        posted = [m["metadata"]["event_payload"]["key"] for m in slack.messages]
+
+    doubled = {k: n for k, n in Counter(posted).items() if n > 1}
+    assert not doubled, f"doubled: {list(doubled)[:5]}"
+    assert len(posted) == COUNT
+    store = Store.from_url(fresh_postgres_url)
+    with Session(store.engine) as session:
+        assert len(list(session.exec(select(Mention)))) == COUNT
+        rows = list(session.exec(select(Delivery)))
+    store.engine.dispose()
+    assert len(rows) == COUNT and all(r.status == "sent" for r in rows)
