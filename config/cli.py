@@ -20,9 +20,11 @@ from .settings import (
     Secrets,
     Settings,
     database_url,
+    env_overrides,
     load_settings,
     parse_settings,
     source_name,
+    unknown_variables,
 )
 
 app = typer.Typer(
@@ -77,12 +79,19 @@ def run(
     ] = False,
 ) -> None:
     """Run the listener: on its schedule until stopped, or once with --once."""
+    from .migrations import SchemaError
     from .service import Service, run_once
     from .wiring import build
 
     setup_logging()
     settings = _load(config)
-    app_ = build(settings, Secrets.from_env())
+    for problem in unknown_variables():
+        logger.warning("%s", problem)
+    try:
+        app_ = build(settings, Secrets.from_env())
+    except SchemaError as exc:
+        typer.echo(f"earshot: {exc}", err=True)
+        raise typer.Exit(2) from None
     if once:
         try:
             code = run_once(app_)
@@ -96,6 +105,11 @@ def run(
 def check(config: ConfigOption = Path("earshot.toml")) -> None:
     """Validate the config and print what would run (exit 2 on a config error)."""
     settings = _load(config)
+    unknown = unknown_variables()
+    if unknown:
+        typer.echo(f"config error in the environment (with {config}):", err=True)
+        typer.echo("\n".join(f"  - {problem}" for problem in unknown), err=True)
+        raise typer.Exit(2)
     secrets = Secrets.from_env()
     lines = [f"config OK: {config}", f"product: {settings.product.name}"]
     for query in settings.product.queries:
@@ -129,6 +143,8 @@ def check(config: ConfigOption = Path("earshot.toml")) -> None:
     )
     url = database_url(settings, secrets)
     lines.append(f"database: {redact_url(url)}")
+    for override in env_overrides():
+        lines.append(f"from the environment: {override.key} ({override.variable})")
     typer.echo("\n".join(lines))
 
 
@@ -264,6 +280,231 @@ def export(
         with output.open("w", encoding="utf-8", newline="") as out:
             export_approved(rows, kind, out)
         typer.echo(f"{len(rows)} approved mentions written to {output}", err=True)
+
+
+db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _database(config: Path) -> str:
+    """The database URL: ``DATABASE_URL``, else the config's SQLite file.
+
+    With ``DATABASE_URL`` set, the config file may be absent (a migration job needs only
+    the URL).
+    """
+    secrets = Secrets.from_env()
+    if secrets.database_url and not config.exists():
+        return secrets.database_url
+    return database_url(_load(config), secrets)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: ConfigOption = Path("earshot.toml"),
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Migrate the database to the schema this earshot needs (run before rolling out)."""
+    from . import migrations
+
+    url = _database(config)
+    before = migrations.status(url)
+    try:
+        if before.current is None and not before.empty:
+            migrations.ensure_schema(url)  # tables from before migrations: adopt or refuse
+        else:
+            migrations.upgrade(url, revision)
+    except migrations.SchemaError as exc:
+        typer.echo(f"earshot: {exc}", err=True)
+        raise typer.Exit(2) from None
+    after = migrations.status(url)
+    where = redact_url(url)
+    if after.current == before.current:
+        typer.echo(f"{where}: already at revision {after.current}")
+    else:
+        typer.echo(f"{where}: upgraded from {before.current or 'empty'} to {after.current}")
+
+
+@db_app.command("current")
+def db_current(config: ConfigOption = Path("earshot.toml")) -> None:
+    """Print the database's schema revision and the one this earshot needs.
+
+    Exits 0 when they match, 1 when the database needs ``earshot db upgrade``.
+    """
+    from . import migrations
+
+    url = _database(config)
+    state = migrations.status(url)
+    typer.echo(f"database: {redact_url(url)}")
+    typer.echo(f"revision: {state.current or ('none (empty)' if state.empty else 'none')}")
+    typer.echo(f"head:     {state.head}")
+    if state.up_to_date:
+        typer.echo("up to date")
+        return
+    if state.empty:
+        typer.echo("empty: earshot creates the schema on its first start (or `earshot db upgrade`)")
+        return
+    typer.echo("behind: run `earshot db upgrade`")
+    raise typer.Exit(1)
+
+
+@db_app.command("stamp")
+def db_stamp(
+    revision: Annotated[str, typer.Argument(help="The revision the database is at.")],
+    config: ConfigOption = Path("earshot.toml"),
+) -> None:
+    """Record the database's revision without migrating (adopting a database by hand)."""
+    from . import migrations
+
+    url = _database(config)
+    migrations.stamp(url, revision)
+    typer.echo(f"{redact_url(url)}: stamped at {revision}")
+
+
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Option("--message", "-m", help="What the revision changes.")],
+) -> None:
+    """For developers: write a new revision from the models' changes (review it!)."""
+    from . import migrations
+
+    path = migrations.autogenerate(message)
+    typer.echo(f"wrote {path}" if path else "nothing written")
+
+
+@app.command()
+def healthcheck(
+    config: ConfigOption = Path("earshot.toml"),
+    url: Annotated[
+        str | None, typer.Option(help="Probe this URL instead of the configured /healthz.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 3.0,
+) -> None:
+    """Probe a running earshot's /healthz (the container's HEALTHCHECK); exit 0 if alive."""
+    import urllib.error
+    import urllib.request
+
+    if url is None:
+        port = os.environ.get("EARSHOT_HTTP_PORT")
+        if not port:
+            try:
+                port = str(load_settings(config).http.port)
+            except ConfigError:
+                port = "8080"
+        url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            alive = answer.status == 200
+    except (urllib.error.URLError, OSError) as exc:
+        typer.echo(f"unhealthy: {url}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{'healthy' if alive else 'unhealthy'}: {url}")
+    raise typer.Exit(0 if alive else 1)
+
+
+@app.command()
+def report(
+    config: ConfigOption = Path("earshot.toml"),
+    since: Annotated[str, typer.Option(help="How far back: '7d', '24h', '30m'.")] = "7d",
+    chart: Annotated[
+        Path | None, typer.Option("--chart", help="Also write the per-day chart PNG here.")
+    ] = None,
+    timezone: Annotated[str, typer.Option(help="Days are counted in this timezone.")] = "UTC",
+) -> None:
+    """The digest figures in the terminal: counts, change, tops, unhandled, response times."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from earshot.listener.digest import Period, build_digest, response_times
+    from earshot.listener.models import utcnow
+    from earshot.responders.digest import chart_png
+
+    from .settings import parse_duration
+
+    try:
+        seconds = parse_duration(since)
+        ZoneInfo(timezone)
+    except (ValueError, KeyError) as exc:
+        typer.echo(f"--since/--timezone: {exc}", err=True)
+        raise typer.Exit(2) from None
+    settings = _load(config)
+    store = Store.from_url(database_url(settings, Secrets.from_env()))
+    end = utcnow()
+    period = Period("report", "all", end - timedelta(seconds=seconds), end, timezone)
+    try:
+        digest = build_digest(store, period, scope="all")
+        alerts = settings.slack.alerts_channel
+        unhandled = (
+            build_digest(store, Period("report", alerts, end, end, timezone)) if alerts else None
+        )
+        times = response_times(store, period.start, period.end)
+    finally:
+        store.engine.dispose()
+    console = Console()
+    pct = f" ({digest.change_percent:+.0f}%)" if digest.change_percent is not None else ""
+    console.print(
+        f"[bold]{digest.total} mentions[/bold] since {period.start:%Y-%m-%d %H:%M} UTC, "
+        f"{digest.change:+d}{pct} vs the {since} before"
+    )
+    counts = Table(title="By sentiment")
+    for column in ("sentiment", "now", "before", "change"):
+        counts.add_column(column, justify="left" if column == "sentiment" else "right")
+    for label in sorted(set(digest.by_sentiment) | set(digest.previous_by_sentiment)):
+        now_n = digest.by_sentiment.get(label, 0)
+        before_n = digest.previous_by_sentiment.get(label, 0)
+        counts.add_row(label, str(now_n), str(before_n), f"{now_n - before_n:+d}")
+    console.print(counts)
+    sources = Table(title="By source")
+    sources.add_column("source")
+    sources.add_column("mentions", justify="right")
+    for source, n in digest.by_source.items():
+        sources.add_row(source, str(n))
+    console.print(sources)
+    for title, items in (
+        ("Top negative", digest.top_negative),
+        ("Top positive", digest.top_positive),
+        (
+            f"Unhandled alerts in {alerts} ({unhandled.unhandled_total if unhandled else 0})",
+            unhandled.unhandled if unhandled else [],
+        ),
+    ):
+        table = Table(title=title)
+        for column in ("score", "source", "title", "link"):
+            table.add_column(column, overflow="fold")
+        for item in items:
+            score = f"{item.score:+.2f}" if item.score is not None else ""
+            table.add_row(score, item.source, item.title[:80], item.url)
+        console.print(table)
+    rt = Table(title="Response times (alert to Handled)")
+    for column in ("channel", "handled", "median", "p90"):
+        rt.add_column(column, justify="left" if column == "channel" else "right")
+    for row in times:
+        rt.add_row(
+            row.channel,
+            str(row.count),
+            f"{(row.median or 0) / 60:.0f} min",
+            f"{(row.p90 or 0) / 60:.0f} min",
+        )
+    console.print(rt)
+    days = Table(title=f"Per day ({timezone})")
+    days.add_column("day")
+    for label in ("total", "negative", "mixed", "neutral", "positive", "unscored"):
+        days.add_column(label, justify="right")
+    for day in digest.days:
+        days.add_row(
+            day.day,
+            str(day.total),
+            *(
+                str(day.counts.get(label, 0))
+                for label in ("negative", "mixed", "neutral", "positive", "unscored")
+            ),
+        )
+    console.print(days)
+    if chart is not None:
+        chart.write_bytes(chart_png(digest.days, f"Mentions per day, last {since}"))
+        console.print(f"chart written to {chart}")
 
 
 def main() -> None:

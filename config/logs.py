@@ -102,5 +102,5 @@ def setup_logging(level: str | None = None, fmt: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
-    for noisy in ("httpx", "httpcore", "apscheduler", "slack_sdk", "urllib3"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "slack_sdk", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

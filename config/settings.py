@@ -389,8 +389,161 @@ def parse_settings(data: Mapping[str, Any], path: str = "<config>") -> Settings:
         raise ConfigError(path, _problems(exc, data)) from None
 
 
-def load_settings(path: str | Path) -> Settings:
-    """Read and validate a TOML config file."""
+#: Environment variables of earshot's own that are not config keys.
+PLAIN_VARIABLES: dict[str, str] = {
+    "EARSHOT_CONFIG": "the config file's path",
+    "EARSHOT_LOG_LEVEL": "DEBUG, INFO (default), WARNING, ERROR",
+    "EARSHOT_LOG_FORMAT": "json or text (default: text on a terminal, JSON lines otherwise)",
+    "EARSHOT_HTTP_PORT": "the ops endpoint's port (same as EARSHOT_HTTP__PORT)",
+    "EARSHOT_REPLICA_ID": "this replica's name in poll leases (default: host and pid)",
+}
+ENV_PREFIX = "EARSHOT_"
+#: Variables read by earshot's tests and tools, never reported as unknown.
+_TOOL_VARIABLES = ("EARSHOT_TEST_", "EARSHOT_CRASH_", "EARSHOT_BENCH_")
+
+
+@dataclass(frozen=True)
+class EnvOverride:
+    """One ``EARSHOT_<SECTION>__<KEY>`` variable: where it goes and what it says."""
+
+    variable: str
+    path: tuple[str | int, ...]
+    raw: str
+    value: Any
+
+    @property
+    def key(self) -> str:
+        """The config key it sets, spelled as in error messages: ``sources[0].every``."""
+        return _location(self.path)
+
+
+def env_value(text: str) -> Any:
+    """A variable's value: a TOML scalar or array (``-0.4``, ``true``, ``["a", "b"]``) when
+    it parses as one, else the text itself (``1m``, ``#cx-alerts``)."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def env_overrides(env: Mapping[str, str] | None = None) -> list[EnvOverride]:
+    """The config overrides in the environment: every ``EARSHOT_...`` name with ``__``.
+
+    ``EARSHOT_SLACK__ALERTS_CHANNEL`` sets ``slack.alerts_channel``;
+    ``EARSHOT_SOURCES__0__EVERY`` sets ``sources[0].every``. ``EARSHOT_HTTP_PORT`` is kept
+    as a spelling of ``EARSHOT_HTTP__PORT``.
+    """
+    env = os.environ if env is None else env
+    found: list[EnvOverride] = []
+    for name in sorted(env):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or "__" not in upper:
+            continue
+        parts = upper[len(ENV_PREFIX) :].split("__")
+        path = tuple(int(p) if p.isdigit() else p.lower() for p in parts)
+        found.append(EnvOverride(name, path, env[name], env_value(env[name])))
+    port = env.get("EARSHOT_HTTP_PORT")
+    if port and not any(o.path == ("http", "port") for o in found):
+        found.append(EnvOverride("EARSHOT_HTTP_PORT", ("http", "port"), port, env_value(port)))
+    return found
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """``EARSHOT_...`` variables (without ``__``) that earshot does not read, with a
+    did-you-mean: a typo such as ``EARSHOT_LOG_LEVL`` would otherwise do nothing silently."""
+    env = os.environ if env is None else env
+    problems = []
+    for name in sorted(env):
+        upper = name.upper()
+        if (
+            not upper.startswith(ENV_PREFIX)
+            or "__" in upper
+            or upper in PLAIN_VARIABLES
+            or upper.startswith(_TOOL_VARIABLES)
+        ):
+            continue
+        sections = [f"{ENV_PREFIX}{key.upper()}__" for key in Settings.model_fields]
+        close = difflib.get_close_matches(upper, [*PLAIN_VARIABLES, *sections], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(f"{name}: unknown environment variable{hint}")
+    return problems
+
+
+def _apply(data: dict[str, Any], override: EnvOverride, value: Any) -> str | None:
+    """Set one override in the decoded document; a problem message if it cannot go there."""
+    if any(part == "" for part in override.path):
+        return f"{override.variable}: empty name part (use one '__' between names)"
+    node: Any = data
+    path = override.path
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        here = _location(path[:depth]) if depth else "(top level)"
+        if isinstance(part, int):
+            if not isinstance(node, list):
+                return f"{override.variable}: {here} is not a list"
+            if part > len(node):
+                return (
+                    f"{override.variable}: there is no {_location(path[: depth + 1])} "
+                    f"(the list has {len(node)}; add entries in order)"
+                )
+            if part == len(node):
+                node.append({})
+            if last:
+                node[part] = value
+            else:
+                node = node[part]
+        else:
+            if not isinstance(node, dict):
+                return f"{override.variable}: {here} is not a table"
+            if last:
+                node[part] = value
+            else:
+                child = node.setdefault(part, [] if isinstance(path[depth + 1], int) else {})
+                node = child
+    return None
+
+
+def apply_env(
+    data: Mapping[str, Any], env: Mapping[str, str] | None = None, *, raw: bool = False
+) -> tuple[dict[str, Any], list[EnvOverride], list[str]]:
+    """The document with the environment's overrides applied, the overrides, and the
+    problems (an override that cannot be placed). ``raw`` uses the text as is."""
+    import copy
+
+    document = copy.deepcopy(dict(data))
+    overrides = env_overrides(env)
+    problems = []
+    for override in overrides:
+        problem = _apply(document, override, override.raw if raw else override.value)
+        if problem:
+            problems.append(problem)
+    return document, overrides, problems
+
+
+def _name_variables(problems: list[str], overrides: list[EnvOverride]) -> list[str]:
+    """Say which variable a problem comes from: ``slack.alerts_chanel (from EARSHOT_...)``."""
+    origin: dict[str, str] = {}
+    for override in overrides:
+        for depth in range(len(override.path), 0, -1):
+            origin.setdefault(_location(override.path[:depth]), override.variable)
+    named = []
+    for problem in problems:
+        where, _, rest = problem.partition(": ")
+        base = where.removesuffix(".type")
+        if rest and base in origin:
+            problem = f"{where} (from {origin[base]}): {rest}"
+        named.append(problem)
+    return named
+
+
+def load_settings(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a TOML config file, then the environment's overrides.
+
+    Any key can be set from the environment as ``EARSHOT_<SECTION>__<KEY>`` (sources by
+    index: ``EARSHOT_SOURCES__0__EVERY=1m``); values are TOML scalars or arrays when they
+    parse as one, else text. A bad or unknown override is a ``ConfigError`` naming the
+    variable. ``env`` defaults to the process environment.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -404,7 +557,21 @@ def load_settings(path: str | Path) -> Settings:
         raise ConfigError(str(path), ["not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"invalid TOML: {exc}"]) from None
-    return parse_settings(data, str(path))
+    merged, overrides, problems = apply_env(data, env)
+    if problems:
+        raise ConfigError(str(path), problems)
+    try:
+        return parse_settings(merged, str(path))
+    except ConfigError as first:
+        # A value that parsed as a number or boolean may be meant as text (a channel id
+        # like 12345): try the overrides as plain text before reporting.
+        if any(not isinstance(o.value, str) for o in overrides):
+            as_text, _, _ = apply_env(data, env, raw=True)
+            try:
+                return parse_settings(as_text, str(path))
+            except ConfigError:
+                pass
+        raise ConfigError(str(path), _name_variables(first.problems, overrides)) from None
 
 
 def database_url(settings: Settings, secrets: Secrets, *, base: Path | None = None) -> str:

@@ -31,6 +31,7 @@ from earshot.responders.interactions import InteractionConfig
 from earshot.responders.slack import SlackChannel
 from earshot.responders.slack_app import ApproverCheck, SlackInteractivity
 
+from .migrations import ensure_schema
 from .settings import Secrets, Settings, database_url, source_name
 
 logger = logging.getLogger("earshot.config")
@@ -172,9 +173,19 @@ def build(
     base_dir: Path | None = None,
 ) -> Earshot:
     """Build every part. ``transport``, ``channel`` and ``database`` let tests and the demo
-    swap the outside world for fakes."""
+    swap the outside world for fakes.
+
+    Raises ``earshot.config.migrations.SchemaError`` when the database's schema is behind
+    (or ahead of) this version; an empty database gets the schema created.
+    """
     store = Store.from_url(database or database_url(settings, secrets, base=base_dir))
-    store.create_schema()
+    try:
+        # Empty database: create the schema at head. Behind head: SchemaError, which says
+        # to run `earshot db upgrade` (the CLI prints it and exits 2).
+        ensure_schema(store.engine)
+    except Exception:
+        store.engine.dispose()
+        raise
     client = build_client(transport)
     stop = threading.Event()
     sources, every = build_sources(settings, client, stop)

@@ -191,7 +191,7 @@ class Pipeline:
             report.error_kinds.append(type(exc).__name__)
             self._failed(source, health, exc)
         except Exception as exc:
-            logger.exception("%s: poll failed", source.key)
+            logger.exception("%s: poll failed", source.key, extra={"source": source.key})
             report.errors.append(f"{type(exc).__name__}: {exc}")
             report.error_kinds.append("internal")
             self._failed(source, health, exc)
@@ -217,6 +217,7 @@ class Pipeline:
             report.queued,
             report.skipped,
             len(report.errors),
+            extra={"source": source.key},
         )
         self._record_health(source, health)
 
@@ -282,6 +283,20 @@ class Pipeline:
         report.duplicates = ingest.duplicates
         report.queued = ingest.queued
         report.labels.update(m.sentiment_label or "" for m in ingest.stored)
+        for mention in ingest.stored:
+            logger.info(
+                "%s: new mention %s (%s)",
+                source.key,
+                mention.id,
+                mention.sentiment_label,
+                extra={
+                    "source": mention.source,
+                    "source_key": source.key,
+                    "query": mention.matched_query,
+                    "mention_id": mention.id,
+                    "sentiment": mention.sentiment_label,
+                },
+            )
         if result.errors and len(result.errors) >= max(1, result.units):
             raise result.errors[0]
 
@@ -333,6 +348,7 @@ class Pipeline:
             health.consecutive_failures,
             delay,
             exc,
+            extra={"source": source.key},
         )
 
     def _count(self, report: PollReport, source: Source, health: SourceHealth) -> None:

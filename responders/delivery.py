@@ -220,10 +220,18 @@ class DeliveryWorker:
     def _deliver(self, claimed: Claimed, report: DeliveryReport) -> None:
         delivery = claimed.delivery
         assert delivery.id is not None
+        # Structured fields of every log line about this row (JSON logs keep them as keys).
+        fields = {
+            "outbox_id": delivery.id,
+            "mention_id": delivery.mention_id,
+            "source": claimed.mention.source if claimed.mention else None,
+            "query": claimed.mention.matched_query if claimed.mention else None,
+            "channel": delivery.channel,
+        }
         try:
             outgoing = self.render(claimed)
         except Exception as exc:
-            logger.exception("outbox %s: could not render", delivery.idempotency_key)
+            logger.exception("outbox %s: could not render", delivery.idempotency_key, extra=fields)
             self.store.mark_failed(delivery.id, f"render: {type(exc).__name__}: {exc}")
             report.failed += 1
             return
@@ -242,7 +250,9 @@ class DeliveryWorker:
                 )
                 if sent is not None:
                     logger.info(
-                        "outbox %s: already in Slack, not posting again", delivery.idempotency_key
+                        "outbox %s: already in Slack, not posting again",
+                        delivery.idempotency_key,
+                        extra=fields,
                     )
             if sent is None:
                 sent = self.channel.send(outgoing)
@@ -250,7 +260,9 @@ class DeliveryWorker:
             self._last_sent[delivery.channel] = self.clock()
             attempts = delivery.attempts + 1
             if exc.retry_after is None and attempts >= self.max_attempts:
-                logger.error("outbox %s: giving up: %s", delivery.idempotency_key, exc)
+                logger.error(
+                    "outbox %s: giving up: %s", delivery.idempotency_key, exc, extra=fields
+                )
                 self.store.mark_failed(delivery.id, f"gave up after {attempts} attempts: {exc}")
                 metrics.ALERTS_FAILED.labels(delivery.channel).inc()
                 report.failed += 1
@@ -259,13 +271,21 @@ class DeliveryWorker:
             if delay is None:
                 delay = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
                 delay *= random.uniform(0.5, 1.0)
-            logger.warning("outbox %s: retry in %.1fs: %s", delivery.idempotency_key, delay, exc)
+            logger.warning(
+                "outbox %s: retry in %.1fs: %s",
+                delivery.idempotency_key,
+                delay,
+                exc,
+                extra=fields,
+            )
             self.store.mark_retry(delivery.id, str(exc), delay, verify=exc.uncertain)
             metrics.ALERTS_RETRIED.labels(delivery.channel).inc()
             report.retried += 1
             return
         except DeliveryFatal as exc:
-            logger.error("outbox %s: undeliverable: %s", delivery.idempotency_key, exc)
+            logger.error(
+                "outbox %s: undeliverable: %s", delivery.idempotency_key, exc, extra=fields
+            )
             self.store.mark_failed(delivery.id, str(exc))
             metrics.ALERTS_FAILED.labels(delivery.channel).inc()
             report.failed += 1
@@ -273,7 +293,9 @@ class DeliveryWorker:
             self._report_fatal(delivery.channel, str(exc))
             return
         except Exception as exc:
-            logger.exception("outbox %s: unexpected send error", delivery.idempotency_key)
+            logger.exception(
+                "outbox %s: unexpected send error", delivery.idempotency_key, extra=fields
+            )
             self.store.mark_retry(
                 delivery.id, f"{type(exc).__name__}: {exc}", self.backoff_max, verify=True
             )
@@ -281,5 +303,8 @@ class DeliveryWorker:
             return
         self._last_sent[delivery.channel] = self.clock()
         self.store.mark_sent(delivery.id, sent.channel_id, sent.ts)
+        logger.info(
+            "outbox %s: sent to %s", delivery.idempotency_key, delivery.channel, extra=fields
+        )
         metrics.ALERTS_SENT.labels(delivery.channel).inc()
         report.sent += 1
