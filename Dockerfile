@@ -2,9 +2,17 @@
 #
 #   docker build -t earshot .
 #   docker run -v $PWD/earshot.toml:/config/earshot.toml:ro -v earshot-data:/data \
-#              -e SLACK_BOT_TOKEN=xoxb-... earshot
+#              -e SLACK_BOT_TOKEN=xoxb-... -p 8080:8080 earshot
+#   docker run --rm -e DATABASE_URL=... earshot db upgrade     # before rolling out a new version
 #
-# Volumes: /config (the TOML config, read-only) and /data (the SQLite file, if used).
+# Volumes (docs/deployment.md):
+#   /config  the TOML config, mounted read-only at /config/earshot.toml (EARSHOT_CONFIG);
+#            the image carries the example config there. Any key can also be set from the
+#            environment as EARSHOT_<SECTION>__<KEY>.
+#   /data    the SQLite file (storage.path, relative to /data) when DATABASE_URL is unset.
+#
+# CI has no Docker engine: scripts/check-docker-install.sh replays the build stage's COPY
+# and RUN steps in a fresh virtual environment, so keep them plain.
 
 FROM python:3.11.10-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -20,6 +28,7 @@ RUN python -m venv /opt/earshot \
 FROM python:3.11.10-slim-bookworm
 ENV PATH=/opt/earshot/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     EARSHOT_CONFIG=/config/earshot.toml \
     EARSHOT_LOG_FORMAT=json
 RUN groupadd --system --gid 10001 earshot \
@@ -31,5 +40,12 @@ COPY config/earshot.example.toml /config/earshot.toml
 WORKDIR /data
 USER 10001:10001
 VOLUME ["/data"]
+# The ops endpoint: /healthz (liveness), /readyz (readiness), /metrics (Prometheus).
 EXPOSE 8080
-ENTRYPOINT ["earshot", "run"]
+# `earshot healthcheck` GETs /healthz on [http] port (EARSHOT_HTTP_PORT overrides); no curl needed.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["earshot", "healthcheck"]
+# SIGTERM: polls in flight finish, leased alerts are released to the outbox, exit within 10 s.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["earshot"]
+CMD ["run"]
