@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, event, func, update
+from sqlalchemy import Engine, Table, event, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, col, create_engine, select
@@ -33,6 +33,18 @@ from .models import (
 )
 
 logger = logging.getLogger("earshot.listener.store")
+
+
+def _table(model: type[SQLModel]) -> Table:
+    """The SQLAlchemy table of a model (typed, for the core statements below)."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+MENTIONS = _table(Mention)
+OUTBOX = _table(Delivery)
+CURSORS = _table(SourceCursor)
+SOURCE_STATE = _table(SourceState)
 
 _CHUNK = 500
 
@@ -142,7 +154,7 @@ class Store:
             return json.loads(row.value) if row else None
 
     def _put_cursor(self, session: Session, key: str, value: dict[str, Any]) -> None:
-        stmt = self._insert(SourceCursor.__table__).values(
+        stmt = self._insert(CURSORS).values(
             key=key, value=json.dumps(value, sort_keys=True), updated_at=utcnow()
         )
         stmt = stmt.on_conflict_do_update(
@@ -168,7 +180,7 @@ class Store:
         """
         now = now or utcnow()
         until = now + timedelta(seconds=seconds)
-        table = SourceState.__table__
+        table = SOURCE_STATE
         stmt = self._insert(table).values(key=key, owner=owner, lease_until=until)
         stmt = stmt.on_conflict_do_update(
             index_elements=["key"],
@@ -185,7 +197,7 @@ class Store:
 
     def release_source(self, key: str, owner: str) -> None:
         """Give the polling lease back (only if we still hold it)."""
-        table = SourceState.__table__
+        table = SOURCE_STATE
         with Session(self.engine) as session:
             session.execute(
                 update(table)
@@ -262,12 +274,18 @@ class Store:
         mentions: Sequence[Mention],
         cursor: dict[str, Any] | None,
         prepare: Callable[[Mention], Sequence[Route]],
+        *,
+        storm: tuple[int, float] | None = None,
     ) -> IngestResult:
         """Store new mentions, queue their deliveries and move the cursor, atomically.
 
         ``prepare`` is called once per mention that is not stored yet (classify it, decide
         where it goes) and returns its routes. Items already stored are counted as
         duplicates and never prepared or queued again.
+
+        ``storm``: ``(threshold, window seconds)``. When more than ``threshold`` alerts for
+        one query reach one channel within the window, the ones past the threshold are
+        queued as replies in the thread of one storm summary (queued here too, once).
         """
         result = IngestResult()
         unique: dict[tuple[str, str], Mention] = {}
@@ -292,12 +310,12 @@ class Store:
                 chunk = fresh[start : start + _CHUNK]
                 rows = [_mention_row(m) for m in chunk]
                 stmt = (
-                    self._insert(Mention.__table__)
+                    self._insert(MENTIONS)
                     .on_conflict_do_nothing(index_elements=["source", "external_id"])
                     .returning(
-                        Mention.__table__.c.id,
-                        Mention.__table__.c.source,
-                        Mention.__table__.c.external_id,
+                        MENTIONS.c.id,
+                        MENTIONS.c.source,
+                        MENTIONS.c.external_id,
                     )
                 )
                 for row in session.execute(stmt, rows):
@@ -319,17 +337,103 @@ class Store:
                             mention_id,
                         )
                     )
+            if outbox and storm is not None and storm[0] > 0:
+                queries = {m.id: m.matched_query for m in result.stored}
+                outbox = self._collapse_storms(session, outbox, queries, *storm)
             if outbox:
                 stmt = (
-                    self._insert(Delivery.__table__)
+                    self._insert(OUTBOX)
                     .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                    .returning(Delivery.__table__.c.id)
+                    .returning(OUTBOX.c.id)
                 )
                 result.queued = len(session.execute(stmt, outbox).all())
             if cursor_key is not None and cursor is not None:
                 self._put_cursor(session, cursor_key, cursor)
             session.commit()
         return result
+
+    def _collapse_storms(
+        self,
+        session: Session,
+        outbox: list[dict[str, Any]],
+        queries: dict[int | None, str | None],
+        threshold: int,
+        window: float,
+    ) -> list[dict[str, Any]]:
+        """Mark the alerts of a storm as thread replies and put its summary first."""
+        now = utcnow()
+        since = now - timedelta(seconds=window)
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in outbox:
+            query = queries.get(row["mention_id"])
+            if row["kind"] == "alert" and query:
+                groups.setdefault((row["channel"], query), []).append(row)
+        summaries: list[dict[str, Any]] = []
+        table, mentions = OUTBOX, MENTIONS
+        for (channel, query), rows in groups.items():
+            recent = session.execute(
+                select(func.count())
+                .select_from(table.join(mentions, table.c.mention_id == mentions.c.id))
+                .where(
+                    table.c.channel == channel,
+                    table.c.kind == "alert",
+                    mentions.c.matched_query == query,
+                    table.c.created_at > since,
+                )
+            ).scalar_one()
+            if recent + len(rows) <= threshold:
+                continue
+            # An ongoing storm keeps its summary; a new one gets a new summary.
+            ongoing = session.execute(
+                select(table.c.idempotency_key)
+                .where(
+                    table.c.channel == channel,
+                    table.c.kind == "storm",
+                    table.c.payload["query"].as_string() == query,
+                    table.c.created_at > since,
+                )
+                .order_by(table.c.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            key = ongoing or f"storm:{channel}:{query}:{now.isoformat(timespec='seconds')}"[:255]
+            if ongoing is None:
+                summaries.append(
+                    _delivery_row(
+                        key,
+                        channel,
+                        "storm",
+                        None,
+                        {
+                            "query": query,
+                            "title": f"Alert storm: mentions of {query!r} are pouring in",
+                            "lines": [
+                                f"More than {threshold} alerts for {query!r} within "
+                                f"{window:g}s; the rest follow in this thread.",
+                            ],
+                        },
+                    )
+                )
+            for row in rows[max(0, threshold - recent) :]:
+                row["payload"] = {**row["payload"], "storm": key}
+        return summaries + outbox
+
+    def delivery_by_key(self, key: str) -> Delivery | None:
+        """The outbox row with this idempotency key."""
+        with Session(self.engine) as session:
+            row = session.exec(select(Delivery).where(Delivery.idempotency_key == key)).first()
+            if row is not None:
+                session.expunge(row)
+            return row
+
+    def defer(self, delivery_id: int, delay: float) -> None:
+        """Put a leased row back for ``delay`` seconds without counting an attempt."""
+        with Session(self.engine) as session:
+            session.execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.id == delivery_id)
+                .values(lease_until=None, next_attempt_at=utcnow() + timedelta(seconds=delay))
+            )
+            session.commit()
 
     # -- outbox --------------------------------------------------------------------------
 
@@ -338,11 +442,9 @@ class Store:
     ) -> bool:
         """Queue a message that has no mention (health notices, summaries). Idempotent."""
         with Session(self.engine) as session:
-            stmt = self._insert(Delivery.__table__).on_conflict_do_nothing(
-                index_elements=["idempotency_key"]
-            )
+            stmt = self._insert(OUTBOX).on_conflict_do_nothing(index_elements=["idempotency_key"])
             row = _delivery_row(key, channel, kind, None, payload)
-            done = session.execute(stmt.returning(Delivery.__table__.c.id), [row]).all()
+            done = session.execute(stmt.returning(OUTBOX.c.id), [row]).all()
             session.commit()
         return bool(done)
 
@@ -357,7 +459,7 @@ class Store:
         """
         now = now or utcnow()
         until = now + timedelta(seconds=lease_seconds)
-        table = Delivery.__table__.c
+        table = OUTBOX.c
         claimed: list[Claimed] = []
         with Session(self.engine) as session:
             due = (
@@ -376,7 +478,7 @@ class Store:
             taken: list[int] = []
             for delivery_id, _lease in rows:
                 res = session.execute(
-                    update(Delivery.__table__)
+                    update(OUTBOX)
                     .where(
                         table.id == delivery_id,
                         table.status == DeliveryStatus.PENDING.value,
@@ -384,7 +486,7 @@ class Store:
                     )
                     .values(lease_until=until)
                 )
-                if res.rowcount:  # type: ignore[attr-defined]
+                if res.rowcount and delivery_id is not None:  # type: ignore[attr-defined]
                     taken.append(delivery_id)
             session.commit()
             for delivery_id in taken:
@@ -401,11 +503,7 @@ class Store:
 
     def _update_delivery(self, delivery_id: int, **values: Any) -> None:
         with Session(self.engine) as session:
-            session.execute(
-                update(Delivery.__table__)
-                .where(Delivery.__table__.c.id == delivery_id)
-                .values(**values)
-            )
+            session.execute(update(OUTBOX).where(OUTBOX.c.id == delivery_id).values(**values))
             session.commit()
 
     def release(self, delivery_ids: Sequence[int]) -> None:
@@ -414,10 +512,10 @@ class Store:
             return
         with Session(self.engine) as session:
             session.execute(
-                update(Delivery.__table__)
+                update(OUTBOX)
                 .where(
-                    Delivery.__table__.c.id.in_(list(delivery_ids)),
-                    Delivery.__table__.c.status == DeliveryStatus.PENDING.value,
+                    OUTBOX.c.id.in_(list(delivery_ids)),
+                    OUTBOX.c.status == DeliveryStatus.PENDING.value,
                 )
                 .values(lease_until=None)
             )
@@ -448,10 +546,10 @@ class Store:
             delivery.last_error = None
             if delivery.mention_id is not None:
                 session.execute(
-                    update(Mention.__table__)
+                    update(MENTIONS)
                     .where(
-                        Mention.__table__.c.id == delivery.mention_id,
-                        Mention.__table__.c.status == MentionStatus.NEW.value,
+                        MENTIONS.c.id == delivery.mention_id,
+                        MENTIONS.c.status == MentionStatus.NEW.value,
                     )
                     .values(status=MentionStatus.ALERTED.value)
                 )
@@ -492,7 +590,7 @@ class Store:
 
     def requeue_failed(self, channel: str | None = None) -> int:
         """Put failed rows back in the queue (after fixing a token or channel)."""
-        table = Delivery.__table__
+        table = OUTBOX
         stmt = update(table).where(table.c.status == DeliveryStatus.FAILED.value)
         if channel:
             stmt = stmt.where(table.c.channel == channel)

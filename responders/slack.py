@@ -83,7 +83,9 @@ class SlackChannel:
     @classmethod
     def from_token(cls, token: str, api_url: str, *, timeout: int = 15) -> SlackChannel:
         base_url = api_url if api_url.endswith("/") else api_url + "/"
-        return cls(WebClient(token=token, base_url=base_url, timeout=timeout))
+        # No SDK-level retries: slack-sdk's connection-error handler would re-post a message
+        # that may already be in Slack. The outbox retries, after checking the channel.
+        return cls(WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[]))
 
     def send(self, outgoing: Outgoing) -> Sent:
         message = outgoing.message

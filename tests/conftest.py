@@ -38,9 +38,8 @@ def _postgres_available() -> str | None:
         return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
-@pytest.fixture(scope="session")
-def postgres_schema_url() -> Iterator[str]:
-    """A private schema in the real PostgreSQL for this test session.
+def _private_schema() -> Iterator[str]:
+    """A new schema in the real PostgreSQL, as a URL whose search_path points at it.
 
     Skipped when no server answers, except under CI (``CI=true``), where it fails: the
     storage tests must run against PostgreSQL there.
@@ -61,23 +60,16 @@ def postgres_schema_url() -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def postgres_schema_url() -> Iterator[str]:
+    """A private schema in the real PostgreSQL for this test session."""
+    yield from _private_schema()
+
+
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
     """A new, empty schema in the real PostgreSQL for one test (dropped afterwards)."""
-    problem = _postgres_available()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {problem}")
-        pytest.skip(f"PostgreSQL not reachable: {problem}")
-    schema = f"earshot_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(normalize_database_url(POSTGRES_URL))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    yield from _private_schema()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

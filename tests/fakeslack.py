@@ -7,6 +7,7 @@ or a per-channel rate limit of one message per ``rate_window`` seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -29,6 +30,10 @@ class Fault:
     method: str = "chat.postMessage"
     #: Apply the post anyway before answering (Slack's "it may have succeeded" errors).
     apply: bool = False
+    #: Wait this long before answering (longer than the client's timeout: a timeout).
+    delay: float = 0.0
+    #: Close the connection without any answer (a connection reset).
+    reset: bool = False
 
 
 def fault_from_case(name: str) -> Fault:
@@ -57,6 +62,9 @@ class FakeSlack:
         self.views: list[dict[str, Any]] = []  # views.open
         self.responses: list[dict[str, Any]] = []  # posts to response_url (see response_url)
         self.usergroups: dict[str, list[str]] = {}  # usergroups.users.list answers
+        # File uploads (files_upload_v2): getUploadURLExternal, the upload POST, complete.
+        self.uploads: dict[str, dict[str, Any]] = {}  # file_id -> filename, length, content
+        self.files: list[dict[str, Any]] = []  # completed: id, title, channel_id, content
         self.update_error: str | None = None  # answer chat.update with this error once
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.faults: list[Fault] = []
@@ -100,6 +108,10 @@ class FakeSlack:
                 body = fault.body
                 raw = body if isinstance(body, bytes) else json.dumps(body or {}).encode()
                 headers = {"content-type": "application/json; charset=utf-8", **fault.headers}
+                if fault.delay:
+                    headers["x-fake-delay"] = str(fault.delay)
+                if fault.reset:
+                    headers["x-fake-reset"] = "1"
                 return fault.status, headers, raw
             if method == "chat.postMessage":
                 channel = str(params.get("channel"))
@@ -158,6 +170,42 @@ class FakeSlack:
                 records.append(params)
                 body = {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
                 return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+            if method == "files.getUploadURLExternal":
+                real = json.loads(
+                    (
+                        FIXTURES / "response_real_files_getUploadURLExternal.sdk_docs.json"
+                    ).read_text()
+                )
+                file_id = f"F{len(self.uploads) + 1:08d}"
+                self.uploads[file_id] = {
+                    "filename": params.get("filename"),
+                    "length": int(params.get("length") or 0),
+                    "content": None,
+                }
+                body = {**real["body"], "file_id": file_id}
+                body["upload_url"] = f"{self.api_url.removesuffix('/api/')}/upload/v1/{file_id}"
+                return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+            if method == "files.completeUploadExternal":
+                files = params.get("files")
+                files = json.loads(files) if isinstance(files, str) else files or []
+                done = []
+                for item in files:
+                    upload = self.uploads.get(str(item.get("id")))
+                    if upload is None or upload["content"] is None:
+                        body = {"ok": False, "error": "file_not_found"}
+                        return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+                    record = {
+                        "id": item["id"],
+                        "title": item.get("title"),
+                        "name": upload["filename"],
+                        "channel_id": params.get("channel_id"),
+                        "initial_comment": params.get("initial_comment"),
+                        "content": upload["content"],
+                    }
+                    self.files.append(record)
+                    done.append({"id": item["id"], "title": item.get("title")})
+                body = {"ok": True, "files": done}
+                return 200, {"content-type": "application/json"}, json.dumps(body).encode()
             if method == "usergroups.users.list":
                 group = str(params.get("usergroup"))
                 if group not in self.usergroups:
@@ -197,6 +245,20 @@ class FakeSlack:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
+                if self.path.startswith("/upload/v1/"):  # files_upload_v2 step 2: raw bytes
+                    file_id = self.path.rsplit("/", 1)[-1]
+                    with fake._lock:
+                        upload = fake.uploads.get(file_id)
+                        if upload is not None:
+                            upload["content"] = raw
+                    status = 200 if upload is not None else 404
+                    answer = b"OK - " + str(len(raw)).encode()
+                    self.send_response(status)
+                    self.send_header("content-type", "text/plain")
+                    self.send_header("content-length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                    return
                 kind = self.headers.get("content-type", "")
                 if "json" in kind:
                     params = json.loads(raw or b"{}")
@@ -212,12 +274,21 @@ class FakeSlack:
                 status, headers, body = fake._answer(method, params)
                 if method == "chat.postMessage" and fake.post_delay and status == 200:
                     time.sleep(fake.post_delay)
+                if "x-fake-delay" in headers:
+                    time.sleep(float(headers.pop("x-fake-delay")))
+                if headers.pop("x-fake-reset", None):
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(2)
+                    return
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                # The client may have been killed mid-request (crash tests).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)
 
             do_GET = do_POST
 
