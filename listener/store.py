@@ -78,7 +78,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         engine = create_engine(
             url,
             echo=echo,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            # sqlite3 keeps 128 prepared statements per connection by default; each
+            # multi-row INSERT ... RETURNING and IN (...) of a new batch size is one more,
+            # often hundreds of KB: resident memory crept up ~1 MB per poll cycle until the
+            # cache filled (benchmarks/bench_poll.py). 16 keeps the common ones prepared.
+            connect_args={"check_same_thread": False, "timeout": 30, "cached_statements": 16},
             poolclass=StaticPool if memory else None,
         )
 
