@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from earshot.listener import __version__
-from earshot.listener.store import redact_url
+from earshot.listener.store import Store, redact_url
 
 from .logs import setup_logging
 from .settings import (

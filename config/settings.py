@@ -66,12 +66,78 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class QuerySpec(_Section):
+    """One query given as a table: ``{ q = "...", tag = "...", sources = [...], channel = "..." }``.
+
+    ``sources`` (source types) limits where the query is matched; ``channel`` takes the place
+    of the alerts channel for its alerts; ``tag`` names it in ``[[routes]]``.
+    """
+
+    q: str = Field(min_length=1)
+    tag: str | None = Field(None, min_length=1, max_length=100)
+    sources: list[str] = Field(default_factory=list)
+    channel: str | None = Field(None, min_length=1)
+
+
+def _query_tables(data: Any) -> Any:
+    """Split ``[product] queries`` into the query texts and the tables' options."""
+    if not isinstance(data, dict) or "queries" not in data:
+        return data
+    if "query_specs" in data:
+        raise ValueError("query_specs: unknown key (give queries as tables in 'queries')")
+    queries = data["queries"]
+    if not isinstance(queries, list):
+        return data
+    texts: list[Any] = []
+    specs: list[QuerySpec] = []
+    for index, entry in enumerate(queries):
+        if not isinstance(entry, dict):
+            texts.append(entry)
+            continue
+        try:
+            spec = QuerySpec.model_validate(entry)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = ".".join(str(part) for part in error["loc"])
+            if error["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(key, list(QuerySpec.model_fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"queries[{index}].{key}: unknown key{hint}") from None
+            if error["type"] == "missing":
+                raise ValueError(f"queries[{index}].{key}: required key missing") from None
+            raise ValueError(f"queries[{index}].{key}: {error['msg']}") from None
+        unknown = [s for s in spec.sources if s not in SOURCE_TYPES]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(SOURCE_TYPES), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"queries[{index}].sources: unknown source type {unknown[0]!r}{hint}")
+        texts.append(spec.q)
+        specs.append(spec)
+    return {**data, "queries": texts, "query_specs": specs}
+
+
 class ProductSettings(_Section):
     """``[product]``: what to listen for."""
 
     name: str = Field(min_length=1)
     queries: list[str] = Field(default_factory=list)
     excluded_authors: list[str] = Field(default_factory=list)
+    #: The queries given as tables (filled from ``queries``; not a key of its own).
+    query_specs: list[QuerySpec] = Field(default_factory=list)
+
+    _tables = model_validator(mode="before")(_query_tables)
+
+    def tags(self) -> dict[str, str]:
+        """Query text -> tag, for the queries that have one."""
+        return {spec.q: spec.tag for spec in self.query_specs if spec.tag}
+
+    def query_channels(self) -> dict[str, str]:
+        """Query text -> channel, for the queries that name one."""
+        return {spec.q: spec.channel for spec in self.query_specs if spec.channel}
+
+    def query_sources(self) -> dict[str, list[str]]:
+        """Query text -> source types, for the queries limited to some sources."""
+        return {spec.q: list(spec.sources) for spec in self.query_specs if spec.sources}
 
     @field_validator("queries")
     @classmethod
@@ -220,6 +286,154 @@ SourceSettings = Annotated[
 ]
 
 
+_LABELS = ("negative", "mixed", "unscored", "neutral", "positive")
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _strings(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class RouteSettings(_Section):
+    """One ``[[routes]]`` table: conditions, then an action and a channel. First match wins."""
+
+    query: str | None = None
+    tag: str | None = None
+    source: Annotated[list[str], BeforeValidator(_strings)] = Field(default_factory=list)
+    sentiment: Annotated[list[str], BeforeValidator(_strings)] = Field(default_factory=list)
+    min_rating: int | None = Field(None, ge=1, le=5)
+    max_rating: int | None = Field(None, ge=1, le=5)
+    action: Literal["instant", "hourly", "daily", "ignore"] = "instant"
+    channel: str | None = Field(None, min_length=1)
+
+    @field_validator("sentiment")
+    @classmethod
+    def _labels(cls, labels: list[str]) -> list[str]:
+        for label in labels:
+            if label not in _LABELS:
+                close = difflib.get_close_matches(label, _LABELS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown sentiment {label!r}{hint}; known: {', '.join(_LABELS)}")
+        return labels
+
+    @field_validator("source")
+    @classmethod
+    def _sources(cls, sources: list[str]) -> list[str]:
+        for source in sources:
+            if source not in SOURCE_TYPES:
+                close = difflib.get_close_matches(source, list(SOURCE_TYPES), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown source type {source!r}{hint}")
+        return sources
+
+    @model_validator(mode="after")
+    def _complete(self) -> RouteSettings:
+        if self.action != "ignore" and not self.channel:
+            raise ValueError(f"channel: required for action {self.action!r}")
+        if (
+            self.min_rating is not None
+            and self.max_rating is not None
+            and self.min_rating > self.max_rating
+        ):
+            raise ValueError("min_rating: must not be above max_rating")
+        return self
+
+
+def _clock(value: Any) -> str:
+    if not isinstance(value, str) or not _CLOCK.match(value.strip()):
+        raise ValueError(f"expected a time like '09:00', got {value!r}")
+    return value.strip()
+
+
+def _weekly(value: Any) -> str:
+    parts = value.split() if isinstance(value, str) else []
+    if len(parts) != 2 or parts[0].lower()[:3] not in _WEEKDAYS:
+        raise ValueError(f"expected a weekday and a time like 'mon 09:00', got {value!r}")
+    return f"{parts[0].lower()[:3]} {_clock(parts[1])}"
+
+
+def _timezone(value: Any) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r} (e.g. 'UTC', 'Europe/Berlin')") from None
+    return str(value)
+
+
+Clock = Annotated[str, BeforeValidator(_clock)]
+Weekly = Annotated[str, BeforeValidator(_weekly)]
+TimeZone = Annotated[str, BeforeValidator(_timezone)]
+
+
+class DigestChannelSettings(_Section):
+    """``[digests.channels."#name"]``: one channel's schedule (unset keys: ``[digests]``'s)."""
+
+    hourly_minute: int | None = Field(None, ge=0, le=59)
+    daily_at: Clock | None = None
+    weekly_at: Weekly | None = None
+    timezone: TimeZone | None = None
+    scope: Literal["routed", "all"] | None = None
+    chart: bool | None = None
+    weekly: bool | None = None
+
+
+class DigestSettings(_Section):
+    """``[digests]``: when digests go out. Hourly and daily digests go to the channels that
+    ``[[routes]]`` send there; the weekly picture to the channels in ``weekly``."""
+
+    hourly_minute: int = Field(0, ge=0, le=59)
+    daily_at: Clock = "09:00"
+    weekly_at: Weekly = "mon 09:00"
+    timezone: TimeZone = "UTC"
+    scope: Literal["routed", "all"] = "routed"
+    chart: bool = True
+    weekly: list[str] = Field(default_factory=list)
+    channels: dict[str, DigestChannelSettings] = Field(default_factory=dict)
+    #: How often the digest job looks for a due digest.
+    every: Duration = 60.0
+
+    def for_channel(self, channel: str) -> dict[str, Any]:
+        """This channel's schedule: its own keys over the defaults."""
+        merged = {
+            key: getattr(self, key)
+            for key in ("hourly_minute", "daily_at", "weekly_at", "timezone", "scope", "chart")
+        }
+        own = self.channels.get(channel)
+        if own is not None:
+            merged.update(
+                {k: v for k, v in own.model_dump().items() if v is not None and k != "weekly"}
+            )
+        return merged
+
+    def weekly_channels(self) -> list[str]:
+        """The channels that get the weekly picture."""
+        chosen = list(self.weekly)
+        for channel, own in self.channels.items():
+            if own.weekly and channel not in chosen:
+                chosen.append(channel)
+            if own.weekly is False and channel in chosen:
+                chosen.remove(channel)
+        return chosen
+
+
+class SpikeSettings(_Section):
+    """``[spikes]``: a query's last hour against its EWMA baseline (k-sigma)."""
+
+    enabled: bool = True
+    k: float = Field(3.0, gt=0)
+    min_count: int = Field(10, ge=1)
+    cooldown: Duration = 6 * 3600.0
+    alpha: float = Field(0.1, gt=0, le=1)
+    history: Duration = 7 * 86400.0
+    every: Duration = 300.0
+    top: int = Field(3, ge=0, le=10)
+    #: Where spike alerts go (unset: the alerts channel).
+    channel: str | None = None
+
+
 class Settings(_Section):
     """The whole config file."""
 
@@ -229,6 +443,9 @@ class Settings(_Section):
     storage: StorageSettings = StorageSettings()
     http: HttpSettings = HttpSettings()
     sources: list[SourceSettings] = Field(min_length=1)
+    routes: list[RouteSettings] = Field(default_factory=list)
+    digests: DigestSettings = DigestSettings()
+    spikes: SpikeSettings = SpikeSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -247,6 +464,20 @@ class Settings(_Section):
             raise ValueError(
                 f"two sources share the name {duplicates[0]!r}: give each a distinct 'name'"
             )
+        queries = set(self.product.queries)
+        tags = set(self.product.tags().values())
+        for index, route in enumerate(self.routes):
+            if route.query is not None and route.query not in queries:
+                close = difflib.get_close_matches(route.query, sorted(queries), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"routes[{index}].query: {route.query!r} is not one of product.queries{hint}"
+                )
+            if route.tag is not None and route.tag not in tags:
+                known = ", ".join(sorted(tags)) or "none"
+                raise ValueError(
+                    f"routes[{index}].tag: no query has the tag {route.tag!r} (tags: {known})"
+                )
         needs_query = [s.type for s in self.sources if SOURCE_TYPES[s.type].needs_query]
         if needs_query and not self.product.queries:
             raise ValueError(
@@ -348,6 +579,11 @@ def _known_keys(loc: tuple[Any, ...], data: Any) -> list[str]:
             if isinstance(annotation, type) and issubclass(annotation, BaseModel)
             else None
         )
+        if model is None:  # list[Model] (e.g. [[routes]])
+            args = getattr(annotation, "__args__", ())
+            model = next(
+                (a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None
+            )
     if model is None and isinstance(node, dict):
         kind = node.get("type")
         model = SOURCE_SETTINGS.get(str(kind))

@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,19 @@ import httpx
 from slack_sdk import WebClient
 
 from earshot.listener import USER_AGENT
+from earshot.listener.digest import DigestSchedule, PeriodKind, enqueue_digest
 from earshot.listener.pipeline import Pipeline
 from earshot.listener.query import QuerySet
+from earshot.listener.routing import Action, RouteRule, query_rules
 from earshot.listener.sentiment import Classifier, ExperienceClassifier, VaderClassifier
 from earshot.listener.sources import SOURCE_TYPES, RateLimiter, Source, SourceHttp
+from earshot.listener.spikes import SpikeConfig, check_spikes
 from earshot.listener.store import Store
 from earshot.listener.workflow import MutingRouter, exclusions, with_exclusions
 from earshot.responders.base import Channel
 from earshot.responders.console import ConsoleChannel
 from earshot.responders.delivery import DeliveryWorker
+from earshot.responders.digest import SlackFileChannel
 from earshot.responders.interactions import InteractionConfig
 from earshot.responders.slack import SlackChannel
 from earshot.responders.slack_app import ApproverCheck, SlackInteractivity
@@ -127,6 +132,122 @@ def refresh_queries(app: Earshot) -> None:
         if isinstance(app.pipeline.router, MutingRouter):
             app.pipeline.router.aliases = aliases
         app.pipeline.queries = queries
+        app.pipeline.source_queries = source_queries(app.settings, queries, aliases)
+
+
+def source_queries(
+    settings: Settings, queries: QuerySet, aliases: dict[str, str]
+) -> dict[str, QuerySet]:
+    """Per source type, the queries that apply to it, when some queries name their sources.
+
+    ``queries`` are the effective queries (with exclusions); ``aliases`` maps them back to
+    the configured texts, which ``sources`` is keyed by.
+    """
+    limited = settings.product.query_sources()
+    if not limited:
+        return {}
+    per_type: dict[str, QuerySet] = {}
+    for entry in settings.sources:
+        kept = [
+            q.text
+            for q in queries
+            if entry.type in limited.get(aliases.get(q.text, q.text), [entry.type])
+        ]
+        per_type[entry.type] = QuerySet(kept, excluded_authors=settings.product.excluded_authors)
+    return per_type
+
+
+def route_rules(settings: Settings) -> list[RouteRule]:
+    """``[[routes]]`` first, then the queries' own channels (the defaults come last)."""
+    rules = [
+        RouteRule(
+            Action(route.action),
+            route.channel,
+            queries=frozenset([route.query] if route.query is not None else []),
+            tags=frozenset([route.tag] if route.tag is not None else []),
+            sources=frozenset(route.source),
+            sentiments=frozenset(route.sentiment),
+            min_rating=route.min_rating,
+            max_rating=route.max_rating,
+        )
+        for route in settings.routes
+    ]
+    return rules + query_rules(settings.product.query_channels())
+
+
+def _clock(text: str) -> time:
+    hour, minute = text.split(":")
+    return time(int(hour), int(minute))
+
+
+def digest_schedules(settings: Settings) -> list[tuple[PeriodKind, DigestSchedule]]:
+    """Every digest to send: hourly and daily ones where routes send mentions, weekly ones."""
+    wanted: list[tuple[PeriodKind, str]] = []
+    for route in settings.routes:
+        if route.action in ("hourly", "daily") and route.channel:
+            item: tuple[PeriodKind, str] = (route.action, route.channel)
+            if item not in wanted:
+                wanted.append(item)
+    wanted += [("weekly", channel) for channel in settings.digests.weekly_channels()]
+    schedules = []
+    for kind, channel in wanted:
+        own = settings.digests.for_channel(channel)
+        day, at = str(own["weekly_at"]).split()
+        schedules.append(
+            (
+                kind,
+                DigestSchedule(
+                    channel=channel,
+                    timezone=own["timezone"],
+                    hourly_minute=own["hourly_minute"],
+                    daily_at=_clock(own["daily_at"]),
+                    weekly_day=("mon", "tue", "wed", "thu", "fri", "sat", "sun").index(day),
+                    weekly_at=_clock(at),
+                    scope=own["scope"],
+                    chart=own["chart"],
+                ),
+            )
+        )
+    return schedules
+
+
+def send_digests(app: Earshot, now: datetime | None = None) -> int:
+    """Queue every digest that is due and not queued yet (a scheduler job); how many."""
+    queued = 0
+    for kind, schedule in app.extras.get("digests", []):
+        try:
+            if enqueue_digest(app.store, schedule, kind, now) is not None:
+                queued += 1
+                logger.info("queued the %s digest for %s", kind, schedule.channel)
+        except Exception:
+            logger.exception("could not build the %s digest for %s", kind, schedule.channel)
+    return queued
+
+
+def spike_config(settings: Settings) -> SpikeConfig:
+    """``[spikes]`` as the listener's plain values."""
+    spikes = settings.spikes
+    return SpikeConfig(
+        k=spikes.k,
+        min_count=spikes.min_count,
+        cooldown=timedelta(seconds=spikes.cooldown),
+        alpha=spikes.alpha,
+        history=timedelta(seconds=spikes.history),
+        top=spikes.top,
+    )
+
+
+def check_spikes_job(app: Earshot, now: datetime | None = None) -> int:
+    """Look for spikes and queue their alerts (a scheduler job); how many were queued."""
+    channel = app.settings.spikes.channel or app.settings.slack.alerts_channel
+    if not channel:
+        return 0
+    router = app.pipeline.router
+    aliases = dict(getattr(router, "aliases", {}) or {})
+    found = check_spikes(app.store, channel, now, spike_config(app.settings), aliases=aliases)
+    for spike in found:
+        logger.warning("%s", spike.headline)
+    return len(found)
 
 
 def build_interactivity(
@@ -199,7 +320,12 @@ def build(
             sentiment.negative_at, sentiment.positive_at, non_english=sentiment.non_english
         )
     router = MutingRouter(
-        store, settings.slack.alerts_channel, settings.slack.amplify_channel, aliases=aliases
+        store,
+        settings.slack.alerts_channel,
+        settings.slack.amplify_channel,
+        aliases=aliases,
+        rules=route_rules(settings),
+        tags=settings.product.tags(),
     )
     pipeline = Pipeline(
         store,
@@ -209,6 +335,7 @@ def build(
         health_channel=settings.slack.health_channel or settings.slack.alerts_channel,
         failing_after=settings.slack.failing_after,
         owner=os.environ.get("EARSHOT_REPLICA_ID") or None,
+        source_queries=source_queries(settings, queries, aliases),
     )
     if channel is None:
         if secrets.slack_bot_token:
@@ -227,6 +354,9 @@ def build(
         stopping=stop,
         lease_seconds=settings.slack.delivery_lease,
         health_channel=settings.slack.health_channel or settings.slack.alerts_channel,
+        files=SlackFileChannel(channel.client, channel._channel_id)
+        if isinstance(channel, SlackChannel)
+        else None,
     )
     app = Earshot(
         settings=settings,
@@ -246,5 +376,10 @@ def build(
         app.extras["slack"] = slack_app
         app.extras["readiness"] = slack_app.readiness
         jobs.extend(slack_app.jobs())
+    app.extras["digests"] = digest_schedules(settings)
+    if app.extras["digests"]:
+        jobs.append(("digests", settings.digests.every, lambda: send_digests(app)))
+    if settings.spikes.enabled:
+        jobs.append(("spikes", settings.spikes.every, lambda: check_spikes_job(app)))
     app.extras["jobs"] = jobs
     return app

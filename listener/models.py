@@ -91,6 +91,11 @@ class Mention(SQLModel, table=True):
     resolved_by: str | None = Field(default=None, max_length=64)
     resolved_at: datetime | None = Field(default=None, sa_column=Column(_tz(), nullable=True))
     escalated_at: datetime | None = Field(default=None, sa_column=Column(_tz(), nullable=True))
+    #: Routed to a digest (``listener/routing.py``): "hourly" or "daily", and the channel.
+    #: ``digest_key`` names the digest that listed it (set with that digest's outbox row).
+    digest: str | None = Field(default=None, max_length=16)
+    digest_channel: str | None = Field(default=None, max_length=255)
+    digest_key: str | None = Field(default=None, max_length=255, index=True)
 
     @property
     def body(self) -> str:

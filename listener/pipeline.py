@@ -11,13 +11,14 @@ import random
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from . import metrics
-from .models import Label, Mention, utcnow
+from .models import Mention, utcnow
 from .query import Document, QuerySet
+from .routing import Router
 from .sentiment import Classifier
 from .sources.base import FatalError, RateLimitedError, Source, SourceError
 from .store import Route, Store
@@ -50,33 +51,6 @@ def default_owner() -> str:
     replicas on one host need distinct ids (``EARSHOT_REPLICA_ID`` in the config layer).
     """
     return socket.gethostname()
-
-
-class Router:
-    """Decides where an alert goes from its sentiment.
-
-    Negative (and mixed or unscored) mentions go to the alerts channel for community leads,
-    positive ones to the amplify channel for marketing, neutral ones nowhere.
-    """
-
-    def __init__(
-        self,
-        alerts_channel: str | None,
-        amplify_channel: str | None,
-        *,
-        alert_labels: Iterable[str] = (Label.NEGATIVE, Label.MIXED, Label.UNSCORED),
-    ) -> None:
-        self.alerts_channel = alerts_channel
-        self.amplify_channel = amplify_channel
-        self.alert_labels = {str(label) for label in alert_labels}
-
-    def routes(self, mention: Mention) -> list[Route]:
-        label = mention.sentiment_label or ""
-        if label in self.alert_labels and self.alerts_channel:
-            return [(self.alerts_channel, "alert")]
-        if label == Label.POSITIVE and self.amplify_channel:
-            return [(self.amplify_channel, "alert")]
-        return []
 
 
 @dataclass
@@ -131,7 +105,11 @@ class Pipeline:
         lease_seconds: float = 900.0,
         health_channel: str | None = None,
         failing_after: int = 3,
+        source_queries: Mapping[str, QuerySet] | None = None,
     ) -> None:
+        #: Per source type, the queries that apply to it (queries naming their ``sources``);
+        #: a type not in it uses ``queries``.
+        self.source_queries = dict(source_queries or {})
         self.owner = owner or default_owner()
         self.lease_seconds = lease_seconds
         self.health_channel = health_channel
@@ -268,7 +246,7 @@ class Pipeline:
 
     def _poll(self, source: Source, report: PollReport) -> None:
         cursor = self.store.get_cursor(source.key)
-        result = source.poll(cursor, self.queries.search_terms())
+        result = source.poll(cursor, self.queries_for(source).search_terms())
         report.requests = result.requests
         report.fetched = len(result.mentions)
         report.skipped = result.skipped
@@ -311,11 +289,15 @@ class Pipeline:
         )
         if not source.needs_query:
             return not self.queries.excludes_author(mention.author)
-        query = self.queries.match(doc)
+        query = self.queries_for(source).match(doc)
         if query is None:
             return False
         mention.matched_query = query.text[:500]
         return True
+
+    def queries_for(self, source: Source) -> QuerySet:
+        """The queries that apply to ``source`` (by its type)."""
+        return self.source_queries.get(source.type, self.queries)
 
     def _prepare(self, mention: Mention) -> list[Route]:
         result = self.classifier.classify(

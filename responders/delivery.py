@@ -22,6 +22,8 @@ from earshot.listener.store import Claimed, Store
 
 from .base import Channel, DeliveryFatal, DeliveryRetry, Outgoing
 from .blocks import render_alert, render_summary, render_text
+from .digest import FileOutgoing
+from .digest import render_row as render_digest_row
 from .slack import TOKEN_ERRORS
 from .wins import render_workflow
 
@@ -63,7 +65,10 @@ class DeliveryWorker:
         sleep: Callable[[float], object] | None = None,
         stopping: threading.Event | None = None,
         health_channel: str | None = None,
+        files: Channel | None = None,
     ) -> None:
+        #: Sends ``FileOutgoing`` (digest charts); without it they go to ``channel``.
+        self.files = files
         self.stopping = stopping or threading.Event()
         self.store = store
         self.channel = channel
@@ -89,6 +94,10 @@ class DeliveryWorker:
         workflow = render_workflow(delivery, mention)  # wins posts, escalation replies
         if workflow is not None:
             return workflow
+        if mention is None:
+            special = render_digest_row(delivery)  # digests, their charts, spike alerts
+            if special is not None:
+                return special
         if mention is not None:
             message = render_alert(
                 mention,
@@ -255,7 +264,10 @@ class DeliveryWorker:
                         extra=fields,
                     )
             if sent is None:
-                sent = self.channel.send(outgoing)
+                channel = self.channel
+                if isinstance(outgoing, FileOutgoing) and self.files is not None:
+                    channel = self.files
+                sent = channel.send(outgoing)
         except DeliveryRetry as exc:
             self._last_sent[delivery.channel] = self.clock()
             attempts = delivery.attempts + 1

@@ -1,0 +1,530 @@
+"""Digest figures: what a channel's hourly, daily or weekly digest says, built from the store.
+
+Everything here reads the database and returns plain data (``Digest``, JSON-ready through
+``Digest.to_payload``); rendering is ``earshot.responders.digest``. Periods are computed
+from a clock and a timezone, so the same inputs always give the same digest.
+
+``enqueue_digest`` is the one write: in a single transaction it queues the digest (and its
+chart) in the outbox under a key naming the period, e.g.
+``digest:daily:#cx-alerts:2026-11-23T09:00``, and marks the mentions held for that digest
+(``Mention.digest_key``). The outbox key is unique, so a digest is queued once however often
+the job runs and however many replicas run it; a mention is listed by exactly one digest,
+and one that arrives late waits for the next.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel, col, select
+
+from .models import Delivery, DeliveryStatus, Label, Mention, MentionStatus, as_utc, utcnow
+from .store import Store
+
+__all__ = [
+    "KIND_CHART",
+    "KIND_DIGEST",
+    "DayCount",
+    "Digest",
+    "DigestSchedule",
+    "Item",
+    "Period",
+    "ResponseTimes",
+    "build_digest",
+    "due_period",
+    "enqueue_digest",
+    "percentile",
+    "response_times",
+]
+
+PeriodKind = Literal["hourly", "daily", "weekly", "report"]
+Scope = Literal["routed", "all"]
+
+#: Outbox kinds of a digest message and of its chart image.
+KIND_DIGEST = "digest"
+KIND_CHART = "digest_chart"
+
+#: How many items each list of a digest shows (the counts always cover all of them).
+TOP = 5
+HELD = 15
+UNHANDLED = 5
+#: Days the chart covers (at least; a weekly digest covers its week).
+CHART_DAYS = 7
+
+LABELS = ("negative", "mixed", "unscored", "neutral", "positive")
+_OPEN = (MentionStatus.ALERTED.value, MentionStatus.ASSIGNED.value)
+
+
+@dataclass(frozen=True)
+class DigestSchedule:
+    """When one channel gets its digests, in its own timezone.
+
+    * **hourly_minute** - the hourly digest (of the previous clock hour) goes out at this
+      minute past each hour.
+    * **daily_at** - the daily digest (of the 24 hours before) goes out at this local time.
+    * **weekly_day** / **weekly_at** - the weekly picture (0 = Monday).
+    * **scope** - ``routed``: the figures count the mentions routed to this channel
+      (alerted there or held for its digest); ``all``: every stored mention.
+    * **chart** - attach the volume and sentiment chart to daily and weekly digests.
+    """
+
+    channel: str
+    timezone: str = "UTC"
+    hourly_minute: int = 0
+    daily_at: time = time(9, 0)
+    weekly_day: int = 0
+    weekly_at: time = time(9, 0)
+    scope: Scope = "routed"
+    chart: bool = True
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A digest's time window ``[start, end)`` in UTC, and its key."""
+
+    kind: PeriodKind
+    channel: str
+    start: datetime
+    end: datetime
+    timezone: str = "UTC"
+
+    @property
+    def key(self) -> str:
+        """The outbox idempotency key, naming the period by its local start."""
+        local = self.start.astimezone(ZoneInfo(self.timezone))
+        return f"digest:{self.kind}:{self.channel}:{local:%Y-%m-%dT%H:%M}"
+
+    @property
+    def previous(self) -> Period:
+        """The period of the same length just before this one."""
+        length = self.end - self.start
+        return Period(self.kind, self.channel, self.start - length, self.start, self.timezone)
+
+
+def _local(day: date, at: time, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, at, tzinfo=tz).astimezone(UTC)
+
+
+def due_period(kind: PeriodKind, schedule: DigestSchedule, now: datetime) -> Period:
+    """The latest period of ``kind`` whose digest is due at ``now`` (send time <= now).
+
+    Hourly: the previous local clock hour, sent ``hourly_minute`` past the hour. Daily: the
+    24 hours (wall clock) before the last ``daily_at``. Weekly: the 7 days before the last
+    ``weekly_day`` at ``weekly_at``.
+    """
+    tz = schedule.tz
+    now = as_utc(now) or utcnow()
+    local = now.astimezone(tz)
+    if kind == "hourly":
+        hour = local.replace(minute=0, second=0, microsecond=0)
+        if local < hour + timedelta(minutes=schedule.hourly_minute):
+            hour -= timedelta(hours=1)
+        end = hour.astimezone(UTC)
+        return Period(kind, schedule.channel, end - timedelta(hours=1), end, schedule.timezone)
+    if kind == "daily":
+        day = local.date()
+        if local.time() < schedule.daily_at:
+            day -= timedelta(days=1)
+        end = _local(day, schedule.daily_at, tz)
+        start = _local(day - timedelta(days=1), schedule.daily_at, tz)
+        return Period(kind, schedule.channel, start, end, schedule.timezone)
+    back = (local.weekday() - schedule.weekly_day) % 7
+    day = local.date() - timedelta(days=back)
+    if back == 0 and local.time() < schedule.weekly_at:
+        day -= timedelta(days=7)
+    end = _local(day, schedule.weekly_at, tz)
+    start = _local(day - timedelta(days=7), schedule.weekly_at, tz)
+    return Period(kind, schedule.channel, start, end, schedule.timezone)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One mention as a digest lists it."""
+
+    id: int
+    source: str
+    title: str
+    url: str
+    label: str
+    score: float | None
+    created_at: str
+    query: str | None = None
+    rating: int | None = None
+
+    @classmethod
+    def of(cls, mention: Mention) -> Item:
+        title = (mention.title or mention.text or "").strip()
+        created = as_utc(mention.created_at)
+        return cls(
+            id=int(mention.id or 0),
+            source=mention.source,
+            title=" ".join(title.split())[:300],
+            url=mention.url or "",
+            label=mention.sentiment_label or "unscored",
+            score=mention.sentiment_score,
+            created_at=created.isoformat() if created else "",
+            query=mention.matched_query,
+            rating=mention.rating,
+        )
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """One day of the chart: the local date and the count per sentiment label."""
+
+    day: str
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class ResponseTimes:
+    """Alert-to-handled times of one channel, in seconds."""
+
+    channel: str
+    count: int
+    median: float | None
+    p90: float | None
+
+
+@dataclass
+class Digest:
+    """The figures of one digest (or of ``earshot report``)."""
+
+    kind: str
+    channel: str
+    start: str
+    end: str
+    timezone: str
+    key: str
+    total: int = 0
+    previous_total: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+    by_sentiment: dict[str, int] = field(default_factory=dict)
+    previous_by_sentiment: dict[str, int] = field(default_factory=dict)
+    top_negative: list[Item] = field(default_factory=list)
+    top_positive: list[Item] = field(default_factory=list)
+    held: list[Item] = field(default_factory=list)
+    held_total: int = 0
+    unhandled: list[Item] = field(default_factory=list)
+    unhandled_total: int = 0
+    days: list[DayCount] = field(default_factory=list)
+    response_times: list[ResponseTimes] = field(default_factory=list)
+    chart: bool = False
+
+    @property
+    def change(self) -> int:
+        """The change in the number of mentions from the previous period."""
+        return self.total - self.previous_total
+
+    @property
+    def change_percent(self) -> float | None:
+        """The change in percent (``None`` when the previous period had none)."""
+        if not self.previous_total:
+            return None
+        return 100.0 * self.change / self.previous_total
+
+    def to_payload(self) -> dict[str, Any]:
+        """A JSON-ready dict (the outbox payload)."""
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Digest:
+        """The digest back from ``to_payload`` (unknown keys are ignored)."""
+        data = {k: v for k, v in payload.items() if k in cls.__dataclass_fields__}
+        for name in ("top_negative", "top_positive", "held", "unhandled"):
+            data[name] = [Item(**item) for item in data.get(name) or []]
+        data["days"] = [DayCount(**day) for day in data.get("days") or []]
+        data["response_times"] = [ResponseTimes(**r) for r in data.get("response_times") or []]
+        return cls(**data)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0..100) with linear interpolation between closest ranks."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return float(ordered[0])
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = math.ceil(rank)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
+
+
+def response_times(
+    store: Store, start: datetime, end: datetime, channels: Iterable[str] | None = None
+) -> list[ResponseTimes]:
+    """Median and p90 from alert (``Delivery.sent_at``) to Handled (``Mention.resolved_at``).
+
+    Counts the mentions marked handled in ``[start, end)``, per channel their alert went to.
+    """
+    wanted = set(channels) if channels is not None else None
+    with Session(store.engine) as session:
+        rows = session.exec(
+            select(Delivery.channel, Delivery.sent_at, Mention.resolved_at)
+            .join(Mention, col(Mention.id) == col(Delivery.mention_id))
+            .where(
+                Delivery.kind == "alert",
+                Delivery.status == DeliveryStatus.SENT.value,
+                col(Delivery.sent_at).is_not(None),
+                Mention.status == MentionStatus.HANDLED.value,
+                col(Mention.resolved_at) >= start,
+                col(Mention.resolved_at) < end,
+            )
+        ).all()
+    seconds: dict[str, list[float]] = {}
+    for channel, sent_at, resolved_at in rows:
+        if wanted is not None and channel not in wanted:
+            continue
+        sent, resolved = as_utc(sent_at), as_utc(resolved_at)
+        if sent is None or resolved is None:
+            continue
+        seconds.setdefault(channel, []).append(max(0.0, (resolved - sent).total_seconds()))
+    return [
+        ResponseTimes(channel, len(values), percentile(values, 50), percentile(values, 90))
+        for channel, values in sorted(seconds.items())
+    ]
+
+
+def _scoped(scope: Scope, channel: str) -> Any:
+    if scope == "all":
+        return true()
+    alerted = select(Delivery.mention_id).where(
+        Delivery.channel == channel, Delivery.kind == "alert"
+    )
+    return or_(col(Mention.digest_channel) == channel, col(Mention.id).in_(alerted))
+
+
+def _mentions(
+    session: Session, scope: Scope, channel: str, start: datetime, end: datetime
+) -> list[Mention]:
+    rows = list(
+        session.exec(
+            select(Mention)
+            .where(
+                col(Mention.created_at) >= start,
+                col(Mention.created_at) < end,
+                _scoped(scope, channel),
+            )
+            .order_by(col(Mention.created_at), col(Mention.id))
+        )
+    )
+    return rows
+
+
+def _score(mention: Mention | Item) -> float:
+    score = mention.score if isinstance(mention, Item) else mention.sentiment_score
+    return float(score) if score is not None else 0.0
+
+
+def _tops(mentions: Sequence[Mention], label: str, limit: int) -> list[Item]:
+    chosen = [m for m in mentions if (m.sentiment_label or "") == label]
+    if label == Label.NEGATIVE:
+        chosen.sort(key=lambda m: (_score(m), -(m.id or 0)))
+    else:
+        chosen.sort(key=lambda m: (-_score(m), -(m.id or 0)))
+    return [Item.of(m) for m in chosen[:limit]]
+
+
+def _days(mentions: Iterable[Mention], tz: ZoneInfo, first: date, last: date) -> list[DayCount]:
+    counts: dict[date, Counter[str]] = {}
+    day = first
+    while day <= last:
+        counts[day] = Counter()
+        day += timedelta(days=1)
+    for mention in mentions:
+        created = as_utc(mention.created_at)
+        if created is None:
+            continue
+        local_day = created.astimezone(tz).date()
+        if local_day in counts:
+            counts[local_day][mention.sentiment_label or "unscored"] += 1
+    return [
+        DayCount(day.isoformat(), {label: counter.get(label, 0) for label in LABELS})
+        for day, counter in counts.items()
+    ]
+
+
+def _held(session: Session, period: Period) -> list[Mention]:
+    """Mentions routed to this digest and not listed by another one yet."""
+    return list(
+        session.exec(
+            select(Mention)
+            .where(
+                Mention.digest == period.kind,
+                Mention.digest_channel == period.channel,
+                col(Mention.digest_key).is_(None),
+                col(Mention.fetched_at) < period.end,
+            )
+            .order_by(col(Mention.sentiment_score), col(Mention.id))
+        )
+    )
+
+
+def _unhandled(session: Session, channel: str) -> tuple[int, list[Item]]:
+    rows = list(
+        session.exec(
+            select(Mention)
+            .join(Delivery, col(Delivery.mention_id) == col(Mention.id))
+            .where(
+                Delivery.kind == "alert",
+                Delivery.channel == channel,
+                Delivery.status == DeliveryStatus.SENT.value,
+                col(Mention.status).in_(_OPEN),
+            )
+            .order_by(col(Delivery.sent_at), col(Delivery.id))
+        )
+    )
+    unique = list({m.id: m for m in rows}.values())
+    return len(unique), [Item.of(m) for m in unique[:UNHANDLED]]
+
+
+def build_digest(
+    store: Store,
+    period: Period,
+    *,
+    scope: Scope = "routed",
+    chart: bool = False,
+    session: Session | None = None,
+) -> Digest:
+    """The figures of ``period`` for its channel (reads only).
+
+    Counts by source and sentiment of the mentions created in the period (and in the one
+    before, for the change), the most negative and most positive of them, the mentions held
+    for this digest, the channel's alerts still unhandled, mentions per day and label for
+    the chart (at least ``CHART_DAYS`` days), and for weekly digests the response times of
+    every channel.
+    """
+    if session is None:
+        with Session(store.engine) as own:
+            return _build(store, period, scope, chart, own)[0]
+    return _build(store, period, scope, chart, session)[0]
+
+
+def _build(
+    store: Store, period: Period, scope: Scope, chart: bool, session: Session
+) -> tuple[Digest, list[int]]:
+    tz = ZoneInfo(period.timezone)
+    chart_start = min(period.start, period.end - timedelta(days=CHART_DAYS))
+    window = _mentions(
+        session, scope, period.channel, min(chart_start, period.previous.start), period.end
+    )
+    current = [m for m in window if period.start <= (as_utc(m.created_at) or period.end)]
+    previous = [
+        m
+        for m in window
+        if period.previous.start <= (as_utc(m.created_at) or period.end) < period.start
+    ]
+    held = _held(session, period)
+    unhandled_total, unhandled = _unhandled(session, period.channel)
+    last_day = (period.end - timedelta(microseconds=1)).astimezone(tz).date()
+    first_day = chart_start.astimezone(tz).date()
+    charted = [m for m in window if chart_start <= (as_utc(m.created_at) or period.end)]
+    digest = Digest(
+        kind=period.kind,
+        channel=period.channel,
+        start=period.start.isoformat(),
+        end=period.end.isoformat(),
+        timezone=period.timezone,
+        key=period.key,
+        total=len(current),
+        previous_total=len(previous),
+        by_source=dict(sorted(Counter(m.source for m in current).items())),
+        by_sentiment=dict(Counter(m.sentiment_label or "unscored" for m in current)),
+        previous_by_sentiment=dict(Counter(m.sentiment_label or "unscored" for m in previous)),
+        top_negative=_tops(current, Label.NEGATIVE, TOP),
+        top_positive=_tops(current, Label.POSITIVE, TOP),
+        held=[Item.of(m) for m in held[:HELD]],
+        held_total=len(held),
+        unhandled=unhandled,
+        unhandled_total=unhandled_total,
+        days=_days(charted, tz, first_day, last_day),
+        chart=chart,
+    )
+    if period.kind == "weekly":
+        digest.response_times = response_times(store, period.start, period.end)
+    return digest, [int(m.id or 0) for m in held]
+
+
+def _enqueue(
+    store: Store, session: Session, key: str, channel: str, kind: str, payload: dict[str, Any]
+) -> bool:
+    """Insert one outbox row in ``session`` unless its key exists; True if inserted."""
+    now = utcnow()
+    row = {
+        "idempotency_key": key[:255],
+        "mention_id": None,
+        "channel": channel,
+        "kind": kind,
+        "payload": payload,
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
+    stmt = (
+        insert(SQLModel.metadata.tables["outbox"])
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(SQLModel.metadata.tables["outbox"].c.id)
+    )
+    return bool(session.execute(stmt, [row]).all())
+
+
+def enqueue_digest(
+    store: Store,
+    schedule: DigestSchedule,
+    kind: PeriodKind,
+    now: datetime | None = None,
+) -> Digest | None:
+    """Queue the digest of ``kind`` due at ``now`` for ``schedule.channel``, at most once.
+
+    Returns the queued digest, or ``None`` when it was queued before (by this or another
+    replica). The digest row, its chart row and the marking of the held mentions commit
+    together or not at all.
+    """
+    period = due_period(kind, schedule, now or utcnow())
+    with Session(store.engine) as session:
+        exists = session.exec(
+            select(Delivery.id).where(Delivery.idempotency_key == period.key)
+        ).first()
+        if exists is not None:
+            return None
+        chart = schedule.chart and kind != "hourly"
+        digest, held_ids = _build(store, period, schedule.scope, chart, session)
+        payload = digest.to_payload()
+        rows = [(period.key, KIND_DIGEST, payload)]
+        if chart:
+            rows.append((f"{period.key}:chart", KIND_CHART, payload))
+        inserted = [_enqueue(store, session, key, period.channel, k, p) for key, k, p in rows]
+        if not inserted[0]:
+            session.rollback()
+            return None
+        if held_ids:
+            table = SQLModel.metadata.tables["mentions"]
+            result = session.execute(
+                update(table)
+                .where(table.c.id.in_(held_ids), table.c.digest_key.is_(None))
+                .values(digest_key=period.key)
+            )
+            if result.rowcount != len(held_ids):  # type: ignore[attr-defined]
+                session.rollback()  # another digest took some of them: try again next run
+                return None
+        session.commit()
+    return digest

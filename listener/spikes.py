@@ -1,0 +1,318 @@
+"""Spike detection: a query's mentions in the last hour against its EWMA baseline.
+
+For each query (mentions without a query, such as App Store reviews, are grouped by source)
+the hours before the current one are folded into an exponentially weighted moving average
+and variance (weight ``alpha`` per hour, oldest first). The last hour is a spike when
+
+    count >= min_count  and  count > mean + k * sigma
+
+where ``sigma`` is at least the Poisson noise of the mean (``sqrt(mean)``) and at least 1, so
+a quiet query does not fire on a handful of posts. Because the baseline follows the hours
+before, the usual daily rise and fall moves it and widens ``sigma``: ordinary daily peaks do
+not fire, a burst well above them does. A query needs a day of history (since its first
+mention) before it can spike. After a spike of a query no other fires for it
+during ``cooldown``; the cooldown is read back from the spike rows already in the outbox,
+so it holds across restarts and replicas.
+
+Everything is computed from the store and the ``now`` it is given (no hidden clock).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from .digest import Item
+from .models import Delivery, Label, Mention, as_utc, utcnow
+from .store import Store
+
+__all__ = ["KIND_SPIKE", "Spike", "SpikeConfig", "check_spikes", "ewma", "find_spikes"]
+
+KIND_SPIKE = "spike"
+#: Hours of history (since a query's first mention) before it can spike.
+MIN_HISTORY = 24
+
+
+@dataclass(frozen=True)
+class SpikeConfig:
+    """``[spikes]`` as plain values.
+
+    * **k** - how many standard deviations above the baseline count as a spike.
+    * **min_count** - fewer mentions in the hour never count as a spike.
+    * **cooldown** - after a spike of a query, no other spike alert for it this long.
+    * **alpha** - EWMA weight of each new hour (0 < alpha <= 1).
+    * **history** - how many hours before the current one make the baseline.
+    * **top** - how many items a spike alert shows.
+    """
+
+    k: float = 3.0
+    min_count: int = 10
+    cooldown: timedelta = timedelta(hours=6)
+    alpha: float = 0.1
+    history: timedelta = timedelta(days=7)
+    top: int = 3
+
+
+@dataclass(frozen=True)
+class Spike:
+    """One detected spike."""
+
+    group: str
+    query: str | None
+    source: str | None
+    at: datetime
+    count: int
+    mean: float
+    sigma: float
+    label: str
+    labels: dict[str, int]
+    top: list[Item] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        """How many times the baseline the count is (a baseline under 0.5/hour counts as 0.5)."""
+        return self.count / max(self.mean, 0.5)
+
+    @property
+    def key(self) -> str:
+        """The outbox key: one spike alert per group and hour, at most."""
+        return f"spike:{self.group}:{self.at:%Y-%m-%dT%H}"
+
+    @property
+    def subject(self) -> str:
+        return self.query if self.query is not None else f"{self.source} items"
+
+    @property
+    def headline(self) -> str:
+        """E.g. ``negative spike: 42 mentions of 'checkout' in the last hour, 6x normal``."""
+        return (
+            f"{self.label} spike: {self.count} mentions of '{self.subject}' in the last hour, "
+            f"{self.ratio:.0f}x normal"
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        lines = [
+            f"Baseline {self.mean:.1f}/hour (sigma {self.sigma:.1f}); "
+            + ", ".join(f"{label} {n}" for label, n in sorted(self.labels.items())),
+        ]
+        lines += [f"{item.title} {item.url}".strip() for item in self.top]
+        return {
+            "title": self.headline,
+            "lines": lines,
+            "group": self.group,
+            "query": self.query,
+            "source": self.source,
+            "at": self.at.isoformat(),
+            "count": self.count,
+            "mean": round(self.mean, 3),
+            "sigma": round(self.sigma, 3),
+            "ratio": round(self.ratio, 2),
+            "label": self.label,
+            "labels": self.labels,
+            "top": [item.__dict__ for item in self.top],
+        }
+
+
+def ewma(values: Iterable[float], alpha: float) -> tuple[float, float]:
+    """The exponentially weighted mean and standard deviation of ``values`` (oldest first).
+
+    West's incremental form: ``diff = x - mean; mean += alpha * diff;
+    var = (1 - alpha) * (var + alpha * diff**2)``. No values: ``(0.0, 0.0)``.
+    """
+    mean: float | None = None
+    var = 0.0
+    for value in values:
+        if mean is None:
+            mean = float(value)
+            continue
+        diff = value - mean
+        incr = alpha * diff
+        mean += incr
+        var = (1.0 - alpha) * (var + diff * incr)
+    return (mean or 0.0), math.sqrt(max(var, 0.0))
+
+
+def baseline(history: Sequence[int], alpha: float) -> tuple[float, float] | None:
+    """The expected count of the next hour and its standard deviation, from ``history``.
+
+    ``history`` holds hourly counts, oldest first, the last one being the hour just before
+    the one tested. Hours before the first mention are left out (a new query has no past).
+    Two EWMAs are taken: over the hours (the recent level) and, once there are two days,
+    over the same hour on the days before (the daily cycle). The baseline is the higher of
+    the two means; ``sigma`` the widest of their deviations, ``sqrt(mean)`` and 1.
+
+    ``None`` when the first mention is less than ``MIN_HISTORY`` hours back: a query needs
+    a day of history before its hours can be called unusual.
+    """
+    first = next((i for i, n in enumerate(history) if n), len(history))
+    hours = history[first:]
+    if len(hours) < MIN_HISTORY:
+        return None
+    mean, sigma = ewma(hours, alpha)
+    same_hour = [hours[i] for i in range(len(hours) - 24, -1, -24)][::-1]
+    if len(same_hour) >= 2:
+        daily_mean, daily_sigma = ewma(same_hour, alpha)
+        mean, sigma = max(mean, daily_mean), max(sigma, daily_sigma)
+    return mean, max(sigma, math.sqrt(max(mean, 0.0)), 1.0)
+
+
+def _group(query: str | None, source: str) -> str:
+    return query if query is not None else f"source:{source}"
+
+
+def _dominant(labels: Counter[str]) -> str:
+    if not labels:
+        return Label.NEUTRAL.value
+    order = {label: i for i, label in enumerate(("negative", "mixed", "positive", "neutral"))}
+    return min(labels, key=lambda label: (-labels[label], order.get(label, 9), label))
+
+
+def _pick_top(mentions: Sequence[Mention], label: str, limit: int) -> list[Item]:
+    def score(m: Mention) -> float:
+        return float(m.sentiment_score) if m.sentiment_score is not None else 0.0
+
+    same = [m for m in mentions if (m.sentiment_label or "unscored") == label] or list(mentions)
+    if label == Label.NEGATIVE:
+        same.sort(key=lambda m: (score(m), -(m.id or 0)))
+    elif label == Label.POSITIVE:
+        same.sort(key=lambda m: (-score(m), -(m.id or 0)))
+    else:
+        same.sort(key=lambda m: (-(as_utc(m.created_at) or datetime.min).timestamp(), m.id or 0))
+    return [Item.of(m) for m in same[:limit]]
+
+
+def find_spikes(
+    store: Store,
+    now: datetime,
+    config: SpikeConfig = SpikeConfig(),
+    *,
+    aliases: Mapping[str, str] | None = None,
+) -> list[Spike]:
+    """Every query whose last hour (``[now - 1h, now)``) is a spike, cooldown not applied.
+
+    Hours are counted back from ``now`` by ``Mention.created_at``; ``aliases`` maps stored
+    query texts (with exclusions) to the configured ones, so they count as one query.
+    """
+    now = as_utc(now) or utcnow()
+    aliases = aliases or {}
+    hours = max(1, int(config.history.total_seconds() // 3600))
+    start = now - timedelta(hours=hours + 1)
+    with Session(store.engine) as session:
+        rows = session.exec(
+            select(Mention.created_at, Mention.matched_query, Mention.source).where(
+                col(Mention.created_at) >= start, col(Mention.created_at) < now
+            )
+        ).all()
+    buckets: dict[str, list[int]] = {}
+    meta: dict[str, tuple[str | None, str]] = {}
+    for created_at, query, source in rows:
+        created = as_utc(created_at)
+        if created is None:
+            continue
+        query = aliases.get(query, query) if query is not None else None
+        group = _group(query, source)
+        meta.setdefault(group, (query, source))
+        counts = buckets.setdefault(group, [0] * (hours + 1))
+        back = int((now - created).total_seconds() // 3600)  # 0 = the last hour
+        if 0 <= back <= hours:
+            counts[hours - back] += 1
+    spikes: list[Spike] = []
+    for group, counts in sorted(buckets.items()):
+        current = counts[-1]
+        if current < config.min_count:
+            continue
+        expected = baseline(counts[:-1], config.alpha)
+        if expected is None:
+            continue
+        mean, sigma = expected
+        if current <= mean + config.k * sigma:
+            continue
+        query, source = meta[group]
+        recent = _recent(store, now, query, source, aliases)
+        labels = Counter(m.sentiment_label or "unscored" for m in recent)
+        label = _dominant(labels)
+        spikes.append(
+            Spike(
+                group=group,
+                query=query,
+                source=None if query is not None else source,
+                at=now,
+                count=current,
+                mean=mean,
+                sigma=sigma,
+                label=label,
+                labels=dict(sorted(labels.items())),
+                top=_pick_top(recent, label, config.top),
+            )
+        )
+    return spikes
+
+
+def _recent(
+    store: Store, now: datetime, query: str | None, source: str, aliases: Mapping[str, str]
+) -> list[Mention]:
+    with Session(store.engine) as session:
+        stmt = select(Mention).where(
+            col(Mention.created_at) >= now - timedelta(hours=1), col(Mention.created_at) < now
+        )
+        if query is None:
+            stmt = stmt.where(col(Mention.matched_query).is_(None), Mention.source == source)
+        else:
+            texts = {query} | {k for k, v in aliases.items() if v == query}
+            stmt = stmt.where(col(Mention.matched_query).in_(sorted(texts)))
+        rows = list(session.exec(stmt))
+        for row in rows:
+            session.expunge(row)
+    return rows
+
+
+def last_spikes(store: Store, limit: int = 1000) -> dict[str, datetime]:
+    """When each group last had a spike alert queued (from the outbox)."""
+    with Session(store.engine) as session:
+        rows = session.exec(
+            select(Delivery.payload)
+            .where(Delivery.kind == KIND_SPIKE)
+            .order_by(col(Delivery.id).desc())
+            .limit(limit)
+        ).all()
+    last: dict[str, datetime] = {}
+    for payload in rows:
+        try:
+            group = str(payload["group"])
+            at = as_utc(datetime.fromisoformat(str(payload["at"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if at is not None and (group not in last or at > last[group]):
+            last[group] = at
+    return last
+
+
+def check_spikes(
+    store: Store,
+    channel: str,
+    now: datetime | None = None,
+    config: SpikeConfig = SpikeConfig(),
+    *,
+    aliases: Mapping[str, str] | None = None,
+) -> list[Spike]:
+    """Find spikes at ``now``, skip groups in their cooldown, queue an alert for the rest.
+
+    Returns the spikes queued now. The outbox key (group and hour) keeps two replicas, or
+    two runs in one hour, from queueing the same spike twice.
+    """
+    now = as_utc(now) or utcnow()
+    last = last_spikes(store)
+    queued: list[Spike] = []
+    for spike in find_spikes(store, now, config, aliases=aliases):
+        previous = last.get(spike.group)
+        if previous is not None and now - previous < config.cooldown:
+            continue
+        if store.enqueue(spike.key, channel, KIND_SPIKE, spike.to_payload()):
+            queued.append(spike)
+    return queued
