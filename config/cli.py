@@ -224,6 +224,44 @@ def eval_(
     typer.echo(table)
 
 
+outbox_app = typer.Typer(help="Inspect and repair the delivery outbox.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+def _store(config: Path, settings: Settings | None = None) -> Store:
+    """The configured database, refused (exit 2) when its schema is not current."""
+    from .migrations import SchemaError, ensure_schema
+
+    settings = settings or _load(config)
+    store = Store.from_url(database_url(settings, Secrets.from_env()))
+    try:
+        ensure_schema(store.engine)
+    except SchemaError as exc:
+        store.engine.dispose()
+        typer.echo(f"earshot: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return store
+
+
+@outbox_app.command("status")
+def outbox_status(config: ConfigOption = Path("earshot.toml")) -> None:
+    """Print the outbox rows by status."""
+    store = _store(config)
+    counts = store.outbox_counts()
+    typer.echo(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "empty")
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    config: ConfigOption = Path("earshot.toml"),
+    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
+) -> None:
+    """Queue failed alerts again (after fixing the token or inviting the bot)."""
+    store = _store(config)
+    count = store.requeue_failed(channel)
+    typer.echo(f"{count} failed alerts queued again; they go out on the next delivery round.")
+
+
 @app.command()
 def export(
     config: ConfigOption = Path("earshot.toml"),
@@ -243,7 +281,6 @@ def export(
     from typing import Literal
 
     from earshot.listener.models import utcnow
-    from earshot.listener.store import Store as _Store
     from earshot.listener.workflow import approved_since
     from earshot.responders.wins import export_approved
 
@@ -260,16 +297,8 @@ def export(
     except ValueError as exc:
         typer.echo(f"--since: {exc}", err=True)
         raise typer.Exit(2) from None
-    settings = _load(config)
-    store = _Store.from_url(database_url(settings, Secrets.from_env()))
+    store = _store(config)
     try:
-        from .migrations import SchemaError, ensure_schema
-
-        try:
-            ensure_schema(store.engine)
-        except SchemaError as exc:
-            typer.echo(f"earshot: {exc}", err=True)
-            raise typer.Exit(2) from None
         rows = approved_since(store, utcnow() - timedelta(seconds=seconds))
     finally:
         store.engine.dispose()
@@ -430,7 +459,7 @@ def report(
         typer.echo(f"--since/--timezone: {exc}", err=True)
         raise typer.Exit(2) from None
     settings = _load(config)
-    store = Store.from_url(database_url(settings, Secrets.from_env()))
+    store = _store(config, settings)
     end = utcnow()
     period = Period("report", "all", end - timedelta(seconds=seconds), end, timezone)
     try:

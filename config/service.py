@@ -29,6 +29,7 @@ from .wiring import Earshot
 logger = logging.getLogger("earshot.service")
 
 DELIVERY_EVERY = 2.0
+DELIVERY_BATCH = 50
 
 
 def run_once(app: Earshot, *, drain_timeout: float = 300.0) -> int:
@@ -66,13 +67,18 @@ class Service:
             self.app.pipeline.poll(source)
 
     def deliver(self) -> DeliveryReport | None:
-        if self.stopping.is_set():
-            return None
+        """One delivery round: send what is due, batch after batch, until a batch comes
+        back short (or we are stopping)."""
+        total = DeliveryReport()
         try:
-            return self.app.worker.run_once()
+            while not self.stopping.is_set():
+                report = self.app.worker.run_once(limit=DELIVERY_BATCH)
+                total.add(report)
+                if report.sent + report.retried + report.failed < DELIVERY_BATCH:
+                    break
         except Exception:
             logger.exception("delivery round failed")
-            return None
+        return total
 
     def start(self) -> None:
         now = datetime.now(UTC)

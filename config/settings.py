@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, cast
 
 from pydantic import (
     BaseModel,
@@ -188,6 +188,10 @@ class SlackSettings(_Section):
     #: The user group mentioned in SLA escalations.
     oncall_group: str | None = Field(None, pattern=r"^S[A-Z0-9]+$")
     min_interval: Pause = 1.0
+    #: More than this many alerts for one query in one channel within ``storm_window``
+    #: collapse into one summary with the rest in its thread (0: never).
+    storm_threshold: int = Field(10, ge=0)
+    storm_window: Duration = 60.0
     #: How long a worker holds an outbox row while sending it; a crashed worker's rows are
     #: picked up again after this.
     delivery_lease: Duration = 120.0
@@ -225,6 +229,9 @@ class _SourceSettings(_Section):
     requests_per_minute: float | None = Field(None, gt=0)
     backfill: Duration = 86400.0
     timeout: Duration = 20.0
+    if TYPE_CHECKING:
+        type: str  # each source type's model adds it as a Literal
+
     #: Override which environment variables hold this source's secrets (names, not values).
     secrets: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
         default_factory=dict
@@ -267,12 +274,10 @@ class _SourceSettings(_Section):
 
 
 def _settings_model(kind: str, source: type[Source]) -> type[_SourceSettings]:
-    model: type[_SourceSettings] = create_model(  # type: ignore[call-overload]
-        f"{source.__name__}Settings",
-        __base__=(_SourceSettings, source.Options),
-        type=(Literal[kind], ...),  # type: ignore[valid-type]
-    )
-    return model
+    bases: Any = (_SourceSettings, source.Options)
+    tag: Any = Literal[kind]
+    model: Any = create_model(f"{source.__name__}Settings", __base__=bases, type=(tag, ...))
+    return cast(type[_SourceSettings], model)
 
 
 #: Config ``type`` name -> the settings model of that source (from the source registry).
@@ -280,10 +285,14 @@ SOURCE_SETTINGS: dict[str, type[_SourceSettings]] = {
     kind: _settings_model(kind, cls) for kind, cls in sorted(SOURCE_TYPES.items())
 }
 
-SourceSettings = Annotated[
-    Union[tuple(SOURCE_SETTINGS.values())],  # type: ignore[valid-type]  # noqa: UP007
-    Field(discriminator="type"),
-]
+if TYPE_CHECKING:
+    SourceSettings = _SourceSettings
+else:
+    # A discriminated union over every registered source's settings model.
+    SourceSettings = Annotated[
+        Union[tuple(SOURCE_SETTINGS.values())],  # noqa: UP007
+        Field(discriminator="type"),
+    ]
 
 
 _LABELS = ("negative", "mixed", "unscored", "neutral", "positive")

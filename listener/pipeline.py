@@ -106,7 +106,10 @@ class Pipeline:
         health_channel: str | None = None,
         failing_after: int = 3,
         source_queries: Mapping[str, QuerySet] | None = None,
+        storm: tuple[int, float] | None = None,
     ) -> None:
+        #: ``(threshold, window seconds)`` of alert storms (see ``Store.ingest``).
+        self.storm = storm
         #: Per source type, the queries that apply to it (queries naming their ``sources``);
         #: a type not in it uses ``queries``.
         self.source_queries = dict(source_queries or {})
@@ -256,7 +259,7 @@ class Pipeline:
         report.matched = len(kept)
         # Store whatever the poll got, with the cursor of the units that succeeded (a failed
         # unit's cursor is left where it was), before deciding how the poll went.
-        ingest = self.store.ingest(source.key, kept, result.cursor, self._prepare)
+        ingest = self.store.ingest(source.key, kept, result.cursor, self._prepare, storm=self.storm)
         report.stored = len(ingest.stored)
         report.duplicates = ingest.duplicates
         report.queued = ingest.queued

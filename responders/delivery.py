@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from earshot.listener import metrics
 from earshot.listener.models import as_utc, utcnow
@@ -111,6 +111,10 @@ class DeliveryWorker:
             title = str(payload.get("title") or delivery.kind)
             lines = [str(line) for line in payload.get("lines") or []]
             message = render_summary(title, lines)
+            message = replace(
+                message,
+                metadata={"event_type": f"earshot_{delivery.kind}", "event_payload": {"key": key}},
+            )
             plain = "\n".join([title, *lines])
         return Outgoing(channel=delivery.channel, message=message, plain=plain, key=key)
 
@@ -244,6 +248,15 @@ class DeliveryWorker:
             self.store.mark_failed(delivery.id, f"render: {type(exc).__name__}: {exc}")
             report.failed += 1
             return
+        storm = (delivery.payload or {}).get("storm")
+        if storm:
+            parent = self.store.delivery_by_key(str(storm))
+            if parent is not None and parent.status == "pending":
+                # The storm summary goes first; its replies wait for its thread.
+                self.store.defer(delivery.id, 1.0)
+                return
+            if parent is not None and parent.message_ts:
+                outgoing = replace(outgoing, thread_ts=parent.message_ts)
         self._pace(delivery.channel)
         if self.stopping.is_set():
             self.store.release([delivery.id])

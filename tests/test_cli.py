@@ -83,3 +83,24 @@ def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).parent / "earshot"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "run" in out.stdout and "demo" in out.stdout
+
+
+def test_outbox_status_and_retry_requeue_failed_alerts(tmp_path: Path) -> None:
+    from earshot.config.settings import Secrets, load_settings
+    from earshot.config.wiring import build
+
+    config = write_config(tmp_path, "https://slack.test/api/")
+    app = build(load_settings(config), Secrets(), database=f"sqlite:///{tmp_path / 'earshot.db'}")
+    app.store.enqueue("health:x:1", "#ops", "health", {"title": "x"})
+    app.store.enqueue("health:x:2", "#ops", "health", {"title": "y"})
+    (first, second) = app.store.claim()
+    assert first.delivery.id and second.delivery.id
+    app.store.mark_failed(first.delivery.id, "slack: channel_not_found")
+    app.store.mark_sent(second.delivery.id, "C1", "1.1")
+    app.close()
+    result = runner.invoke(app, ["outbox", "status", "--config", str(config)])
+    assert result.exit_code == 0 and "failed: 1" in result.output and "sent: 1" in result.output
+    result = runner.invoke(app, ["outbox", "retry", "--config", str(config)])
+    assert result.exit_code == 0 and result.output.startswith("1 failed alerts queued again")
+    result = runner.invoke(app, ["outbox", "status", "--config", str(config)])
+    assert "pending: 1" in result.output and "failed" not in result.output
