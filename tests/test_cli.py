@@ -90,14 +90,14 @@ def test_outbox_status_and_retry_requeue_failed_alerts(tmp_path: Path) -> None:
     from earshot.config.wiring import build
 
     config = write_config(tmp_path, "https://slack.test/api/")
-    app = build(load_settings(config), Secrets(), database=f"sqlite:///{tmp_path / 'earshot.db'}")
-    app.store.enqueue("health:x:1", "#ops", "health", {"title": "x"})
-    app.store.enqueue("health:x:2", "#ops", "health", {"title": "y"})
-    (first, second) = app.store.claim()
+    built = build(load_settings(config), Secrets(), database=f"sqlite:///{tmp_path / 'earshot.db'}")
+    built.store.enqueue("health:x:1", "#ops", "health", {"title": "x"})
+    built.store.enqueue("health:x:2", "#ops", "health", {"title": "y"})
+    (first, second) = built.store.claim()
     assert first.delivery.id and second.delivery.id
-    app.store.mark_failed(first.delivery.id, "slack: channel_not_found")
-    app.store.mark_sent(second.delivery.id, "C1", "1.1")
-    app.close()
+    built.store.mark_failed(first.delivery.id, "slack: channel_not_found")
+    built.store.mark_sent(second.delivery.id, "C1", "1.1")
+    built.close()
     result = runner.invoke(app, ["outbox", "status", "--config", str(config)])
     assert result.exit_code == 0 and "failed: 1" in result.output and "sent: 1" in result.output
     result = runner.invoke(app, ["outbox", "retry", "--config", str(config)])
