@@ -6,8 +6,8 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_poll.py --quick  # 50 queries, 2 cycles
 
 earshot is built by ``config/wiring.py`` with 1,000 queries (``widget0`` … ``widget999``)
-and three sources pointed at a loopback fake API (``tests/fakeapi.py``, threaded, every
-answer after 50 ms): Hacker News (one search request per query term), Reddit (20
+and three sources pointed at a loopback fake API (``tests/fakeapi.py`` in its own process,
+threaded, every answer after 50 ms): Hacker News (one search request per query term), Reddit (20
 subreddits x the ``new`` and ``comments`` listings, matched locally against the 1,000
 queries) and the App Store (30 countries, two feed pages each). Each source keeps its own
 ``RateLimiter`` as wired: the documented budget and a burst of 5.
@@ -30,10 +30,12 @@ import argparse
 import json
 import logging
 import random
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,8 +61,8 @@ class World:
         self.payloads = Payloads(seed)
         self.terms = list(terms)
         self.rng = random.Random(seed)
-        self.cycle = 0
         self.n = 0
+        self.seen: dict[str, int] = {}
         self.lock = threading.Lock()
 
     def _take(self) -> int:
@@ -74,9 +76,11 @@ class World:
     def hn(self, path: str, params: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         time.sleep(LATENCY)
         term = params.get("query", "")
+        with self.lock:
+            cycle = self.seen[term] = self.seen.get(term, -1) + 1
         hits = []
-        # about one term in four has a new hit this cycle
-        if hash((term, self.cycle)) % 4 == 0:
+        # about one term in four has a new hit each cycle
+        if zlib.crc32(f"{term}:{cycle}".encode()) % 4 == 0:
             hit = self.payloads.hn_hit(self._take())
             key = "title" if hit.get("title") else "comment_text"
             self._named(hit, key, term)
@@ -103,9 +107,8 @@ class World:
 
 
 def make_app(
-    api: FakeAPI, database: str, queries: list[str], subs: int, countries: int, scale: float
+    base: str, database: str, queries: list[str], subs: int, countries: int, scale: float
 ) -> Earshot:
-    base = api.base_url
     settings = parse_settings(
         {
             "product": {"name": "Acme", "queries": queries},
@@ -139,6 +142,21 @@ def make_app(
     return build(settings, Secrets(), database=database)
 
 
+def serve(nqueries: int) -> None:
+    """The fake API, in its own process (so earshot's memory is measured alone)."""
+    world = World([f"widget{i}" for i in range(nqueries)])
+    with FakeAPI() as api:
+        api.route(r"^/hn/search_by_date", world.hn)
+        api.route(r"^/reddit/r/", world.reddit)
+        api.route(r"^/apple/", world.appstore)
+        print(api.base_url, flush=True)
+        while True:
+            with api._lock:
+                api.calls.clear()
+            if sys.stdin.readline() == "":  # the benchmark is done
+                return
+
+
 def ideal_seconds(requests: int, interval: float) -> float:
     """What a bucket of ``BURST`` at one request per ``interval`` allows for ``requests``."""
     return max(max(0, requests - BURST) * interval, requests * LATENCY) + LATENCY
@@ -150,10 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queries", type=int)
     parser.add_argument("--cycles", type=int)
     parser.add_argument("--scale", type=float, default=5.0, help="multiply every budget")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("earshot").setLevel(logging.ERROR)
     nqueries = args.queries or (50 if args.quick else 1000)
+    if args.serve:
+        serve(nqueries)
+        return 0
     cycles = args.cycles or (2 if args.quick else 3)
     subs, countries = (3, 3) if args.quick else (20, 30)
     queries = [f"widget{i}" for i in range(nqueries)]
@@ -162,16 +184,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# {nqueries:,} queries; HN 1 request/term, Reddit {subs} subreddits x 2 listings, "
         f"App Store {countries} countries x 2 pages; budgets x{args.scale:g}, burst {BURST}"
     )
-    world = World(queries)
     rows: list[list[object]] = []
     rss: list[float] = []
     ratios: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp, FakeAPI() as api:
-        api.route(r"^/hn/search_by_date", world.hn)
-        api.route(r"^/reddit/r/", world.reddit)
-        api.route(r"^/apple/", world.appstore)
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--queries", str(nqueries)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None and server.stdin is not None
+    base = server.stdout.readline().strip()
+    with tempfile.TemporaryDirectory() as tmp:
         app = make_app(
-            api, f"sqlite:///{Path(tmp) / 'poll.db'}", queries, subs, countries, args.scale
+            base, f"sqlite:///{Path(tmp) / 'poll.db'}", queries, subs, countries, args.scale
         )
         intervals = {s.key: s.http.limiter.interval for s in app.sources}
         refill = BURST * max(intervals.values())
@@ -179,10 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             with ThreadPoolExecutor(len(app.sources)) as pool:
                 for cycle in range(cycles):
-                    world.cycle = cycle
                     time.sleep(refill)  # every bucket full again, as between scheduled polls
-                    with api._lock:
-                        api.calls.clear()
+                    server.stdin.write("\n")
+                    server.stdin.flush()
                     started = time.perf_counter()
                     reports: list[PollReport] = list(
                         pool.map(lambda s: app.pipeline.poll(s, force=True), app.sources)
@@ -208,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
         finally:
             app.close()
+            server.stdin.close()
+            server.wait(timeout=30)
     print(
         table(
             [
