@@ -110,9 +110,9 @@ def fill(store: Store, start: int, stop: int) -> None:
                     }
                 )
         with store.engine.begin() as conn:
-            conn.execute(Mention.__table__.insert(), mentions)
+            conn.execute(Mention.__table__.insert(), mentions)  # type: ignore[attr-defined]
             if outbox:
-                conn.execute(Delivery.__table__.insert(), outbox)
+                conn.execute(Delivery.__table__.insert(), outbox)  # type: ignore[attr-defined]
 
 
 def lookup_ids(rng: random.Random, filled: int, *, recent: bool) -> list[str]:
