@@ -101,6 +101,7 @@ every = "2s"
         # 500 alerts for one query at once is an alert storm: one summary, the rest threaded.
         assert kinds == {"earshot_alert": COUNT, "earshot_storm": 1}, (
             kinds,
+            [m.get("blocks") for m in slack.messages if "earshot_health" in str(m.get("metadata"))],
             [e[-3000:] for e in errors],
         )
         posted = [
