@@ -30,7 +30,8 @@ ENV PATH=/opt/earshot/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     EARSHOT_CONFIG=/config/earshot.toml \
-    EARSHOT_LOG_FORMAT=json
+    EARSHOT_LOG_FORMAT=json \
+    MALLOC_ARENA_MAX=2
 RUN groupadd --system --gid 10001 earshot \
     && useradd --system --uid 10001 --gid earshot --home-dir /data --shell /usr/sbin/nologin earshot \
     && mkdir -p /data /config \
