@@ -167,13 +167,6 @@ class Store:
         )
         session.execute(stmt)
 
-    def set_cursor(self, key: str, value: dict[str, Any]) -> None:
-        with Session(self.engine) as session:
-            self._put_cursor(session, key, value)
-            session.commit()
-
-    # -- source leases and health ----------------------------------------------------------
-
     def acquire_source(
         self, key: str, owner: str, seconds: float, now: datetime | None = None
     ) -> bool:
@@ -247,13 +240,6 @@ class Store:
                 state.health_alerted = alerted
                 session.add(state)
                 session.commit()
-
-    def source_states(self) -> dict[str, SourceState]:
-        with Session(self.engine) as session:
-            rows = list(session.exec(select(SourceState)))
-            for row in rows:
-                session.expunge(row)
-        return {row.key: row for row in rows}
 
     # -- ingest --------------------------------------------------------------------------
 
