@@ -66,7 +66,28 @@ class Classifier(Protocol):
     ) -> SentimentResult: ...
 
 
-class VaderClassifier:
+class _Thresholds:
+    """The compound-score thresholds both classifiers label with."""
+
+    negative_at: float
+    positive_at: float
+
+    def _set_thresholds(self, negative_at: float, positive_at: float) -> None:
+        if negative_at >= positive_at:
+            raise ValueError("negative_at must be lower than positive_at")
+        self.negative_at = negative_at
+        self.positive_at = positive_at
+
+    def label_for(self, score: float) -> Label:
+        """The label for a compound score under this classifier's thresholds."""
+        if score <= self.negative_at:
+            return Label.NEGATIVE
+        if score >= self.positive_at:
+            return Label.POSITIVE
+        return Label.NEUTRAL
+
+
+class VaderClassifier(_Thresholds):
     """Plain VADER with configurable thresholds.
 
     ``compound <= negative_at`` is negative, ``compound >= positive_at`` positive, anything
@@ -77,20 +98,9 @@ class VaderClassifier:
     def __init__(
         self, negative_at: float = -0.5, positive_at: float = 0.5, max_reasons: int = 3
     ) -> None:
-        if negative_at >= positive_at:
-            raise ValueError("negative_at must be lower than positive_at")
-        self.negative_at = negative_at
-        self.positive_at = positive_at
+        self._set_thresholds(negative_at, positive_at)
         self.max_reasons = max_reasons
         self._analyzer = SentimentIntensityAnalyzer()
-
-    def label_for(self, score: float) -> Label:
-        """The label for a compound score under this classifier's thresholds."""
-        if score <= self.negative_at:
-            return Label.NEGATIVE
-        if score >= self.positive_at:
-            return Label.POSITIVE
-        return Label.NEUTRAL
 
     def classify(
         self, text: str, rating: int | None = None, language: str | None = None
@@ -178,7 +188,7 @@ def _phrase_pattern(phrases: list[str]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![\w'])(?:{body})(?![\w'])", re.IGNORECASE)
 
 
-class ExperienceClassifier:
+class ExperienceClassifier(_Thresholds):
     """VADER plus a fitted customer-experience lexicon, star-rating fusion and a language gate.
 
     Arguments:
@@ -215,14 +225,11 @@ class ExperienceClassifier:
         lexicon: Mapping[str, float] | None = None,
         max_reasons: int = 3,
     ) -> None:
-        if negative_at >= positive_at:
-            raise ValueError("negative_at must be lower than positive_at")
+        self._set_thresholds(negative_at, positive_at)
         if clearly_negative_at >= clearly_positive_at:
             raise ValueError("clearly_negative_at must be lower than clearly_positive_at")
         if non_english not in ("unscored", "skip", "score"):
             raise ValueError("non_english must be 'unscored', 'skip' or 'score'")
-        self.negative_at = negative_at
-        self.positive_at = positive_at
         self.clearly_negative_at = clearly_negative_at
         self.clearly_positive_at = clearly_positive_at
         self.non_english: NonEnglish = non_english
@@ -258,14 +265,6 @@ class ExperienceClassifier:
     def text_score(self, text: str) -> float:
         """VADER's compound score of the prepared text, over the extended lexicon."""
         return float(self._analyzer.polarity_scores(self.prepare(text))["compound"])
-
-    def label_for(self, score: float) -> Label:
-        """The text label for a compound score under this classifier's thresholds."""
-        if score <= self.negative_at:
-            return Label.NEGATIVE
-        if score >= self.positive_at:
-            return Label.POSITIVE
-        return Label.NEUTRAL
 
     def classify(
         self, text: str, rating: int | None = None, language: str | None = None
