@@ -34,7 +34,15 @@ class DeliveryRetry(DeliveryError):
 
 
 class DeliveryFatal(DeliveryError):
-    """Sending will never work as configured (bad token, unknown channel, not invited)."""
+    """Sending will never work as configured (bad token, unknown channel, not invited).
+
+    ``everywhere``: the channel itself is unusable (a refused token), not just this
+    destination, so no message (not even a health alert) can go out through it.
+    """
+
+    def __init__(self, message: str, *, everywhere: bool = False) -> None:
+        super().__init__(message)
+        self.everywhere = everywhere
 
 
 @dataclass(frozen=True)

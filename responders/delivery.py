@@ -24,7 +24,6 @@ from .base import Channel, DeliveryFatal, DeliveryRetry, Outgoing
 from .blocks import render_alert, render_summary, render_text
 from .digest import FileOutgoing
 from .digest import render_row as render_digest_row
-from .slack import TOKEN_ERRORS
 from .wins import render_workflow
 
 logger = logging.getLogger("earshot.responders.delivery")
@@ -191,15 +190,15 @@ class DeliveryWorker:
             self.sleep(min(max(wait, 0.05), 30.0))
         return report
 
-    def _report_fatal(self, channel: str, error: str) -> None:
+    def _report_fatal(self, channel: str, error: DeliveryFatal) -> None:
         """Say once that a channel (or the token) cannot be delivered to.
 
         A problem with one channel goes to the health channel as one alert per channel and
         error; a problem with Slack itself (the token) cannot be posted, so it is logged
         loudly, once per process.
         """
-        code = error.removeprefix("slack: ")
-        if code in TOKEN_ERRORS or not self.health_channel or channel == self.health_channel:
+        code = str(error).removeprefix("slack: ")
+        if error.everywhere or not self.health_channel or channel == self.health_channel:
             if (channel, code) not in self._reported:
                 self._reported.add((channel, code))
                 logger.critical(
@@ -315,7 +314,7 @@ class DeliveryWorker:
             metrics.ALERTS_FAILED.labels(delivery.channel).inc()
             report.failed += 1
             report.fatal_errors.append(str(exc))
-            self._report_fatal(delivery.channel, str(exc))
+            self._report_fatal(delivery.channel, exc)
             return
         except Exception as exc:
             logger.exception(

@@ -46,6 +46,12 @@ def retry_after_of(response: Any) -> float | None:
     return None
 
 
+#: Errors that mean the token itself is unusable: every message would fail the same way.
+TOKEN_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+)
+
+
 def classify_slack_error(exc: SlackApiError) -> DeliveryRetry | DeliveryFatal:
     """Sort a ``SlackApiError`` into a retry or a permanent failure."""
     response = exc.response
@@ -60,13 +66,8 @@ def classify_slack_error(exc: SlackApiError) -> DeliveryRetry | DeliveryFatal:
     if status >= 500 or error in RETRIABLE_ERRORS:
         # "It's possible some aspect of the operation succeeded before the error was raised."
         return DeliveryRetry(f"slack: {error}", uncertain=True)
-    return DeliveryFatal(f"slack: {error}")
+    return DeliveryFatal(f"slack: {error}", everywhere=error in TOKEN_ERRORS)
 
-
-#: Errors that mean the token itself is unusable: every message would fail the same way.
-TOKEN_ERRORS = frozenset(
-    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
-)
 
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 
