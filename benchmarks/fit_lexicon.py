@@ -28,19 +28,32 @@ The options' defaults were chosen by 4-fold cross-validation inside the training
 
 Then the label thresholds are chosen on the training split: for each flag the threshold with
 the best F1 among those whose precision is no lower than plain VADER's at ±0.5 on each
-source file.
+source file. These compound thresholds are what ``ExperienceClassifier`` uses when it runs
+without the flag model (``flags=None``).
+
+Last, the flag model (``earshot.listener.flags``), written to ``flags_fitted.py``: two
+L2-penalised logistic regressions (negative vs the rest, positive vs the rest) over the
+words of the prepared text that occur in at least ``--flag-min-count`` training texts and
+VADER's compound, neg and pos over the fitted lexicon. They are solved exactly (Newton's
+method); each head's probability threshold is chosen like the compound thresholds above
+(best F1 at no lower precision than plain VADER on each source file), but on out-of-fold
+predictions (``--folds`` folds by a hash of each text's id), so the threshold is not tuned on
+texts the head has already seen.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from vaderSentiment.vaderSentiment import BOOSTER_DICT, NEGATE, SentimentIntensityAnalyzer
 
 from earshot.listener.evaluation import (
@@ -48,6 +61,7 @@ from earshot.listener.evaluation import (
     load_examples,
     split_examples,
 )
+from earshot.listener.flags import FlagModel
 from earshot.listener.lexicon import PRIORS, STOPWORDS
 from earshot.listener.models import Label
 from earshot.listener.sentiment import ExperienceClassifier, VaderClassifier
@@ -56,6 +70,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "fixtures" / "sentiment"
 FILES = ("amazonReviewSnippets_GroundTruth.txt", "tweets_GroundTruth.txt")
 OUT = ROOT / "listener" / "lexicon_fitted.py"
+FLAGS_OUT = ROOT / "listener" / "flags_fitted.py"
 _TOKEN = re.compile(r"^[a-z][a-z'_-]*[a-z]$")
 
 
@@ -93,7 +108,7 @@ def fit(
 
     blocked = STOPWORDS | set(BOOSTER_DICT) | set(NEGATE)
     weights = dict(PRIORS)
-    clf = ExperienceClassifier(lexicon=weights, non_english="score")
+    clf = ExperienceClassifier(lexicon=weights, non_english="score", flags=None)
     docs = [_tokens(clf, e.text) for e in train]
     counts: dict[str, int] = defaultdict(int)
     for tokens in docs:
@@ -112,7 +127,7 @@ def fit(
         )
     }
     for _ in range(rounds):
-        clf = ExperienceClassifier(lexicon=weights, non_english="score")
+        clf = ExperienceClassifier(lexicon=weights, non_english="score", flags=None)
         residual = [r - scale * clf.text_score(e.text) for r, e in zip(ratings, train, strict=True)]
         sums: dict[str, float] = defaultdict(float)
         for tokens, res in zip(docs, residual, strict=True):
@@ -150,7 +165,7 @@ def choose_thresholds(train: Sequence[Example], weights: dict[str, float]) -> tu
     """For each flag, the threshold with the best F1 on ``train`` among those whose precision
     is no lower than plain VADER's (at -0.5 / +0.5) on every source file of ``train``."""
     vader = SentimentIntensityAnalyzer()
-    clf = ExperienceClassifier(lexicon=weights, non_english="score")
+    clf = ExperienceClassifier(lexicon=weights, non_english="score", flags=None)
     gold = [e.label for e in train]
     plain = [vader.polarity_scores(e.text)["compound"] for e in train]
     ours = [clf.text_score(e.text) for e in train]
@@ -181,6 +196,173 @@ def choose_thresholds(train: Sequence[Example], weights: dict[str, float]) -> tu
     return chosen[0], chosen[1]
 
 
+# --- the flag model ---------------------------------------------------------------------
+
+#: The dense features are multiplied by this before the fit, so the one L2 penalty treats
+#: them like word indicators; the exported weights are multiplied back.
+DENSE_SCALE = 3.0
+
+
+@dataclass
+class FlagData:
+    """The flag model's inputs for a list of examples."""
+
+    tokens: list[frozenset[str]]
+    polarity: np.ndarray  # n x 3: compound, neg, pos
+    plain: np.ndarray  # plain VADER's compound, for the precision floor
+    sources: np.ndarray
+    labels: list[Label]
+
+
+def flag_data(examples: Sequence[Example], clf: ExperienceClassifier) -> FlagData:
+    """Prepare, tokenize and score ``examples`` once for every fit that uses them."""
+    vader = SentimentIntensityAnalyzer()
+    tokens, polarity, plain = [], [], []
+    for e in examples:
+        prepared = clf.prepare(e.text)
+        scores = clf.polarity(prepared)
+        tokens.append(FlagModel.tokens(prepared))
+        polarity.append(scores)
+        plain.append(vader.polarity_scores(e.text)["compound"])
+    return FlagData(
+        tokens,
+        np.array(polarity, dtype=float),
+        np.array(plain, dtype=float),
+        np.array([e.source for e in examples]),
+        [e.label for e in examples],
+    )
+
+
+def _design(data: FlagData, rows: np.ndarray, vocab: dict[str, int]) -> np.ndarray:
+    x = np.zeros((len(rows), len(vocab) + 4))
+    for out, i in enumerate(rows):
+        for token in data.tokens[i]:
+            j = vocab.get(token)
+            if j is not None:
+                x[out, j] = 1.0
+    x[:, len(vocab) : len(vocab) + 3] = data.polarity[rows] * DENSE_SCALE
+    x[:, -1] = 1.0  # bias
+    return x
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int = 25) -> np.ndarray:
+    """Minimise ``sum(logloss) + l2/2 * |w|^2`` (the last column, the bias, unpenalised) by
+    Newton's method; deterministic, and exact to the tolerance."""
+    d = x.shape[1]
+    w = np.zeros(d)
+    penalty = np.full(d, l2)
+    penalty[-1] = 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -60, 60)))
+        grad = x.T @ (p - y) + penalty * w
+        hess = (x * (p * (1.0 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if float(np.max(np.abs(step))) < 1e-6:
+            break
+    return w
+
+
+def _fold(example: Example, folds: int) -> int:
+    digest = hashlib.sha256(f"fold:{example.source}:{example.id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % folds
+
+
+def _flag_threshold(data: FlagData, label: Label, probability: np.ndarray, base_at: float) -> float:
+    gold = np.array([g == label for g in data.labels])
+    plain_flag = data.plain <= base_at if label is Label.NEGATIVE else data.plain >= base_at
+
+    def precision(flag: np.ndarray, mask: np.ndarray) -> float | None:
+        n = int(flag[mask].sum())
+        return float((flag & gold)[mask].sum()) / n if n else None  # None: nothing flagged
+
+    masks = [data.sources == s for s in sorted(set(data.sources))]
+    floors = [precision(plain_flag, m) or 0.0 for m in masks]
+    every = np.ones(len(gold), dtype=bool)
+    best, best_f1 = 0.5, -1.0
+    for at in [round(0.2 + i / 100, 2) for i in range(76)]:  # the stored values, exactly
+        flag = probability >= at
+        below = [
+            (p := precision(flag, m)) is not None and p < floor
+            for m, floor in zip(masks, floors, strict=True)
+        ]
+        if any(below):
+            continue
+        p = precision(flag, every) or 0.0
+        r = float((flag & gold).sum()) / max(1, int(gold.sum()))
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        if f1 > best_f1:
+            best, best_f1 = at, f1
+    return best
+
+
+def fit_flags(
+    train: Sequence[Example],
+    weights: dict[str, float],
+    *,
+    min_count: int = 3,
+    l2: float = 3.0,
+    folds: int = 4,
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Fit both heads on ``train``; return the header values and the word table."""
+    clf = ExperienceClassifier(lexicon=weights, non_english="score", flags=None)
+    data = flag_data(train, clf)
+    counts: dict[str, int] = defaultdict(int)
+    for tokens in data.tokens:
+        for token in tokens:
+            counts[token] += 1
+    vocab_words = sorted(t for t, n in counts.items() if n >= min_count)
+    vocab = {t: j for j, t in enumerate(vocab_words)}
+    everything = np.arange(len(train))
+    x = _design(data, everything, vocab)
+    fold_of = np.array([_fold(e, folds) for e in train])
+    header: dict[str, float] = {}
+    table: dict[str, list[float]] = {t: [0.0, 0.0] for t in vocab_words}
+    for column, (label, name, base_at) in enumerate(
+        ((Label.NEGATIVE, "negative", -0.5), (Label.POSITIVE, "positive", 0.5))
+    ):
+        y = np.array([g == label for g in data.labels], dtype=float)
+        out_of_fold = np.zeros(len(train))
+        for k in range(folds):
+            inside, outside = fold_of != k, fold_of == k
+            w = fit_logistic(x[inside], y[inside], l2)
+            out_of_fold[outside] = 1.0 / (1.0 + np.exp(-np.clip(x[outside] @ w, -60, 60)))
+        w = fit_logistic(x, y, l2)
+        for token, j in vocab.items():
+            table[token][column] = round(float(w[j]), 3)
+        n = len(vocab)
+        header[f"{name}_compound"] = round(float(w[n]) * DENSE_SCALE, 4)
+        header[f"{name}_neg"] = round(float(w[n + 1]) * DENSE_SCALE, 4)
+        header[f"{name}_pos"] = round(float(w[n + 2]) * DENSE_SCALE, 4)
+        header[f"{name}_bias"] = round(float(w[-1]), 4)
+        header[f"{name}_threshold"] = _flag_threshold(data, label, out_of_fold, base_at)
+    kept = {t: (v[0], v[1]) for t, v in table.items() if v[0] or v[1]}
+    return header, kept
+
+
+def render_flags(header: dict[str, float], table: dict[str, tuple[float, float]], n: int) -> str:
+    lines = [
+        '"""The fitted flag model (``earshot.listener.flags``). Generated: do not edit by hand.',
+        "",
+        "Regenerate with ``.venv/bin/python benchmarks/fit_lexicon.py`` (train split only,",
+        f"seed 7, {n} texts); the method is described in that script.",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "#: Biases, weights of the dense features and probability thresholds of the two heads.",
+        "HEADER: dict[str, float] = {",
+    ]
+    lines.extend(f"    {json.dumps(k)}: {v}," for k, v in header.items())
+    lines.append("}")
+    lines.append("")
+    lines.append("#: word<TAB>weight in the negative head<TAB>weight in the positive head")
+    lines.append('TABLE = """\\')
+    lines.extend(f"{t}\t{neg}\t{pos}" for t, (neg, pos) in sorted(table.items()))
+    lines.append('"""')
+    return "\n".join(lines) + "\n"
+
+
 def render(weights: dict[str, float], negative_at: float, positive_at: float, n: int) -> str:
     lines = [
         '"""The fitted customer-experience lexicon. Generated: do not edit by hand.',
@@ -203,6 +385,35 @@ def render(weights: dict[str, float], negative_at: float, positive_at: float, n:
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class Fitted:
+    """Everything one fit produces."""
+
+    weights: dict[str, float]
+    negative_at: float
+    positive_at: float
+    flag_header: dict[str, float]
+    flag_table: dict[str, tuple[float, float]]
+
+    def classifier(self) -> ExperienceClassifier:
+        flags = FlagModel.from_weights(self.flag_header, self.flag_table)
+        return ExperienceClassifier(
+            self.negative_at,
+            self.positive_at,
+            lexicon=self.weights,
+            flags=flags,
+            non_english="score",
+        )
+
+
+def fit_all(train: Sequence[Example], lexicon_options: dict, flag_options: dict) -> Fitted:
+    """The lexicon, its compound thresholds, then the flag model, all on ``train``."""
+    weights = fit(train, **lexicon_options)
+    neg, pos = choose_thresholds(train, weights)
+    header, table = fit_flags(train, weights, **flag_options)
+    return Fitted(weights, neg, pos, header, table)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--validate", action="store_true", help="fit on 80%% of train, report")
@@ -213,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--keep-vader", action="store_true", help="leave VADER's own words as they are"
     )
+    parser.add_argument("--flag-min-count", type=int, default=3)
+    parser.add_argument("--flag-l2", type=float, default=3.0)
+    parser.add_argument("--folds", type=int, default=4)
     args = parser.parse_args(argv)
     train = load_train()
     options = {
@@ -222,34 +436,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         "min_weight": args.min_weight,
         "refit_vader": not args.keep_vader,
     }
+    flag_options = {"min_count": args.flag_min_count, "l2": args.flag_l2, "folds": args.folds}
     if args.validate:
         from earshot.listener.evaluation import evaluate, format_report
 
         fit_part = split_examples(train, "train", seed=1007, test_fraction=0.2)
         val_part = split_examples(train, "test", seed=1007, test_fraction=0.2)
-        weights = fit(fit_part, **options)
-        neg, pos = choose_thresholds(fit_part, weights)
-        print(f"{len(weights)} weights, thresholds {neg} / {pos}")
+        fitted = fit_all(fit_part, options, flag_options)
+        print(_summary(fitted))
         for name in (*FILES, ""):
             part = [e for e in val_part if not name or e.source == name]
             report = evaluate(
                 part,
-                [
-                    ("vader", VaderClassifier()),
-                    (
-                        "experience",
-                        ExperienceClassifier(neg, pos, lexicon=weights, non_english="score"),
-                    ),
-                ],
+                [("vader", VaderClassifier()), ("experience", fitted.classifier())],
                 title=f"validation: {name or 'both'}",
             )
             print(format_report(report), end="\n\n")
         return 0
-    weights = fit(train, **options)
-    neg, pos = choose_thresholds(train, weights)
-    OUT.write_text(render(weights, neg, pos, len(train)), encoding="utf-8")
-    print(f"wrote {OUT.relative_to(ROOT)}: {len(weights)} weights, thresholds {neg} / {pos}")
+    fitted = fit_all(train, options, flag_options)
+    OUT.write_text(
+        render(fitted.weights, fitted.negative_at, fitted.positive_at, len(train)),
+        encoding="utf-8",
+    )
+    FLAGS_OUT.write_text(
+        render_flags(fitted.flag_header, fitted.flag_table, len(train)), encoding="utf-8"
+    )
+    print(f"wrote {OUT.relative_to(ROOT)} and {FLAGS_OUT.relative_to(ROOT)}: {_summary(fitted)}")
     return 0
+
+
+def _summary(fitted: Fitted) -> str:
+    return (
+        f"{len(fitted.weights)} lexicon weights, compound thresholds "
+        f"{fitted.negative_at} / {fitted.positive_at}; flag model: "
+        f"{len(fitted.flag_table)} words, thresholds "
+        f"{fitted.flag_header['negative_threshold']} / {fitted.flag_header['positive_threshold']}"
+    )
 
 
 if __name__ == "__main__":

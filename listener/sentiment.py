@@ -8,9 +8,10 @@ Two classifiers share the ``Classifier`` protocol:
   cleans the text first (``prepare_text``: @handles, URLs, markdown and HTML out, hashtags
   split into words, emoji kept), scores it with VADER over VADER's lexicon plus a
   customer-experience lexicon whose weights were fitted on labelled data (``crashes``,
-  ``refund``, ``on hold``, ``charged twice`` … ``seamless``, ``lifesaver``), fuses the score
-  with a star rating when there is one, and does not pretend to score text that is not
-  English. VADER's own negation, booster, caps and "but" rules still apply to every word,
+  ``refund``, ``on hold``, ``charged twice`` … ``seamless``, ``lifesaver``), lets the
+  fitted flag model (``flags.py``) decide the label from that score and the words, fuses
+  the result with a star rating when there is one, and does not pretend to score text that
+  is not English. VADER's own negation, booster, caps and "but" rules still apply to every word,
   the new ones included: the lexicon is layered on VADER, not a rewrite of it.
 
 Example::
@@ -31,6 +32,7 @@ from typing import Literal, Protocol
 from vaderSentiment.vaderSentiment import BOOSTER_DICT, SentimentIntensityAnalyzer, negated
 
 from . import lexicon_fitted
+from .flags import FlagModel
 from .language import detect_language, normalize_language
 from .lexicon import STOPWORDS
 from .models import Label
@@ -38,6 +40,7 @@ from .models import Label
 _WORD = re.compile(r"[\w']+|[^\w\s]+", re.UNICODE)
 
 NonEnglish = Literal["unscored", "skip", "score"]
+Fitted = Literal["fitted"]
 
 
 @dataclass(frozen=True)
@@ -193,9 +196,13 @@ class ExperienceClassifier(_Thresholds):
 
     Arguments:
 
-    * ``negative_at`` / ``positive_at``: compound-score thresholds for the text label. The
-      defaults were chosen on the training split together with the lexicon weights
-      (``lexicon_fitted.py``).
+    * ``flags``: the model that turns the text's score and words into a label
+      (``FlagModel``, see ``flags.py``). ``"fitted"`` (the default) loads the one fitted on
+      the training split; ``None`` labels by the compound score alone, with the thresholds
+      below.
+    * ``negative_at`` / ``positive_at``: compound-score thresholds for the text label when
+      there is no flag model. The defaults were chosen on the training split together with
+      the lexicon weights (``lexicon_fitted.py``).
     * ``clearly_negative_at`` / ``clearly_positive_at``: how strong the text must be to
       overrule a star rating (see below).
     * ``non_english``: what to do with text that is confidently not English, given or
@@ -217,6 +224,7 @@ class ExperienceClassifier(_Thresholds):
         negative_at: float = lexicon_fitted.NEGATIVE_AT,
         positive_at: float = lexicon_fitted.POSITIVE_AT,
         *,
+        flags: FlagModel | Fitted | None = "fitted",
         clearly_negative_at: float = -0.5,
         clearly_positive_at: float = 0.5,
         non_english: NonEnglish = "unscored",
@@ -236,6 +244,7 @@ class ExperienceClassifier(_Thresholds):
         self.detect_language = detect_language
         self.min_language_confidence = min_language_confidence
         self.max_reasons = max_reasons
+        self.flags: FlagModel | None = FlagModel.default() if flags == "fitted" else flags
         weights = dict(lexicon_fitted.WEIGHTS if lexicon is None else lexicon)
         self._analyzer = SentimentIntensityAnalyzer()
         merged = dict(self._analyzer.lexicon)
@@ -262,6 +271,11 @@ class ExperienceClassifier(_Thresholds):
             text = self._phrase_re.sub(lambda m: "_".join(m.group(0).split()), text)
         return text
 
+    def polarity(self, prepared: str) -> tuple[float, float, float]:
+        """VADER's compound, neg and pos of an already prepared text (the flag model's input)."""
+        scores = self._analyzer.polarity_scores(prepared)
+        return float(scores["compound"]), float(scores["neg"]), float(scores["pos"])
+
     def text_score(self, text: str) -> float:
         """VADER's compound score of the prepared text, over the extended lexicon."""
         return float(self._analyzer.polarity_scores(self.prepare(text))["compound"])
@@ -282,9 +296,15 @@ class ExperienceClassifier(_Thresholds):
                 Label.UNSCORED, 0.0, (f"language: {lang}",), lang, self.non_english == "skip"
             )
         prepared = self.prepare(text)
-        score = float(self._analyzer.polarity_scores(prepared)["compound"])
-        label = self.label_for(score)
-        words = self._reasons(prepared, label, score)
+        polarity = self.polarity(prepared)
+        score = polarity[0]
+        drivers: tuple[str, ...] = ()
+        if self.flags is None:
+            label = self.label_for(score)
+        else:
+            decision = self.flags.decide(prepared, polarity, self.max_reasons)
+            label, drivers = decision.label, decision.drivers
+        words = self._reasons(prepared, label, drivers)
         if rating is None or not 1 <= rating <= 5:
             return SentimentResult(label, score, words, lang)
         label, fused, rules = self._fuse(label, score, rating)
@@ -303,11 +323,14 @@ class ExperienceClassifier(_Thresholds):
             return Label.POSITIVE, fused, [stars]
         return text_label, fused, [stars]
 
-    def _reasons(self, prepared: str, label: Label, score: float) -> tuple[str, ...]:
-        # the words behind the *text* label (with a rating, the rules come first)
-        if label is Label.NEUTRAL or score == 0.0:
+    def _reasons(
+        self, prepared: str, label: Label, drivers: tuple[str, ...] = ()
+    ) -> tuple[str, ...]:
+        # the words behind the *text* label (with a rating, the rules come first): the
+        # lexicon's words in the label's direction, then the flag model's own words
+        if label not in (Label.NEGATIVE, Label.POSITIVE):
             return ()
-        sign = -1.0 if score < 0 else 1.0
+        sign = -1.0 if label is Label.NEGATIVE else 1.0
         lexicon = self.lexicon
         tokens = [t.strip('!?.,;:"()[]') for t in prepared.split()]
         scored: dict[str, float] = {}
@@ -323,5 +346,9 @@ class ExperienceClassifier(_Thresholds):
                 valence, shown = -0.74 * valence, f"not {shown}"
             if valence * sign > 0:
                 scored.setdefault(shown, valence * sign)
-        ranked = sorted(scored.items(), key=lambda kv: kv[1], reverse=True)
-        return tuple(word for word, _ in ranked[: self.max_reasons])
+        ranked = [word for word, _ in sorted(scored.items(), key=lambda kv: kv[1], reverse=True)]
+        for token in drivers:
+            shown = self._phrases.get(token, token.replace("_", " "))
+            if shown[0].isalpha() and shown not in ranked and f"not {shown}" not in ranked:
+                ranked.append(shown)
+        return tuple(ranked[: self.max_reasons])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,15 +111,60 @@ def test_split_is_deterministic_disjoint_and_about_thirty_percent() -> None:
     assert [e.id for e in split_examples(examples, "test", seed=8)] != [e.id for e in test]
 
 
-def test_the_fit_reads_only_the_train_split() -> None:
+@pytest.fixture(scope="module")
+def fit_lexicon() -> Any:
     spec = importlib.util.spec_from_file_location("fit_lexicon", ROOT / "benchmarks/fit_lexicon.py")
     assert spec and spec.loader
-    fit_lexicon = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fit_lexicon)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_the_fit_reads_only_the_train_split(fit_lexicon: Any) -> None:
     train = fit_lexicon.load_train()
     test_ids = {(e.source, e.id) for e in split_examples(load_examples(AMAZON), "test")}
     test_ids |= {(e.source, e.id) for e in split_examples(load_examples(TWEETS), "test")}
     assert train and not ({(e.source, e.id) for e in train} & test_ids)
+
+
+def test_logistic_fit_reaches_the_penalised_optimum(fit_lexicon: Any) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    x = np.hstack([rng.normal(size=(400, 5)), np.ones((400, 1))])
+    true_w = np.array([2.0, -1.0, 0.0, 0.5, 0.0, -0.3])
+    y = (rng.random(400) < 1 / (1 + np.exp(-x @ true_w))).astype(float)
+    w = fit_lexicon.fit_logistic(x, y, l2=2.0)
+    p = 1 / (1 + np.exp(-x @ w))
+    penalty = np.array([2.0] * 5 + [0.0])
+    gradient = x.T @ (p - y) + penalty * w
+    assert np.max(np.abs(gradient)) < 1e-6  # the optimum of the penalised log-loss
+    assert np.sign(w[0]) == 1 and np.sign(w[1]) == -1  # and it found the signal
+
+
+def test_flag_threshold_keeps_precision_at_vaders_on_every_source(fit_lexicon: Any) -> None:
+    import numpy as np
+
+    # two sources of 100 texts, every 4th negative; plain VADER flags half the negatives
+    # and nothing else, so its precision (the floor) is 100% on both
+    n = 200
+    labels = [N if i % 4 == 0 else U for i in range(n)]
+    gold = np.array([label is N for label in labels])
+    sources = np.array(["a"] * 100 + ["b"] * 100)
+    plain = np.where(gold & (np.arange(n) % 8 == 0), -0.9, 0.0)
+    data = fit_lexicon.FlagData([frozenset()] * n, np.zeros((n, 3)), plain, sources, labels)
+    # the head: the negatives of "a" at 0.7, those of "b" at 0.8, two neutrals of "b" at 0.7
+    probability = np.where(gold, np.where(sources == "a", 0.7, 0.8), 0.1)
+    wrong = np.where((sources == "b") & ~gold)[0][:2]
+    probability[wrong] = 0.7
+    at = fit_lexicon._flag_threshold(data, N, probability, -0.5)
+    # F1 alone would take 0.7 (all 50 negatives, 2 wrong); the floor on "b" forbids it
+    assert 0.7 < at <= 0.8
+    assert not (probability[wrong] >= at).any()
 
 
 def test_report_table_lists_both_classifiers() -> None:
@@ -171,3 +218,11 @@ def test_acceptance_macro_f1_rises_everywhere(test_split: dict[str, list[Example
 def test_acceptance_tweets_correlation_holds(test_split: dict[str, list[Example]]) -> None:
     _, ours = _rows(test_split["tweets"])
     assert ours.pearson_r is not None and ours.pearson_r >= 0.87
+
+
+def test_negative_recall_rises_on_both_sets_together_at_no_less_precision(
+    test_split: dict[str, list[Example]],
+) -> None:
+    vader, ours = _rows(test_split["amazon"] + test_split["tweets"])
+    assert ours.negative_recall > vader.negative_recall
+    assert ours.negative_precision >= vader.negative_precision
