@@ -116,10 +116,14 @@ def check(config: ConfigOption = Path("earshot.toml")) -> None:
         lines.append(f"  query: {query}")
     if settings.product.excluded_authors:
         lines.append(f"  excluded authors: {', '.join(settings.product.excluded_authors)}")
-    lines.append(
-        f"sentiment: negative <= {settings.sentiment.negative_at}, "
-        f"positive >= {settings.sentiment.positive_at}"
-    )
+    sentiment = settings.sentiment
+    thresholds = sentiment.thresholds()
+    if thresholds is None and sentiment.classifier == "experience":
+        labels = "labels from the fitted flag model"
+    else:
+        negative_at, positive_at = thresholds or (-0.5, 0.5)
+        labels = f"negative <= {negative_at}, positive >= {positive_at}"
+    lines.append(f"sentiment: {sentiment.classifier}, {labels}")
     lines.append("sources:")
     for entry in settings.sources:
         from earshot.listener.sources import SOURCE_TYPES

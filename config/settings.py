@@ -153,16 +153,32 @@ class ProductSettings(_Section):
 
 
 class SentimentSettings(_Section):
-    """``[sentiment]``: the compound-score thresholds of the labels."""
+    """``[sentiment]``: which classifier labels mentions, and how.
 
-    negative_at: float = Field(-0.5, ge=-1.0, le=1.0)
-    positive_at: float = Field(0.5, ge=-1.0, le=1.0)
+    ``negative_at`` / ``positive_at`` are compound-score thresholds. Unset, the ``experience``
+    classifier lets its fitted flag model decide and ``vader`` uses -0.5 / 0.5. Set (one or
+    both; the other then defaults to -0.5 or 0.5), either classifier labels by the compound
+    score alone, at those thresholds.
+    """
+
+    negative_at: float | None = Field(None, ge=-1.0, le=1.0)
+    positive_at: float | None = Field(None, ge=-1.0, le=1.0)
     classifier: Literal["experience", "vader"] = "experience"
     non_english: Literal["unscored", "skip", "score"] = "unscored"
 
+    def thresholds(self) -> tuple[float, float] | None:
+        """The configured compound thresholds, or ``None`` when neither is set."""
+        if self.negative_at is None and self.positive_at is None:
+            return None
+        return (
+            -0.5 if self.negative_at is None else self.negative_at,
+            0.5 if self.positive_at is None else self.positive_at,
+        )
+
     @model_validator(mode="after")
     def _ordered(self) -> SentimentSettings:
-        if self.negative_at >= self.positive_at:
+        thresholds = self.thresholds()
+        if thresholds is not None and thresholds[0] >= thresholds[1]:
             raise ValueError("negative_at must be lower than positive_at")
         return self
 

@@ -313,12 +313,16 @@ def build(
     queries, aliases = build_queries(settings, store)
     sentiment = settings.sentiment
     classifier: Classifier
+    thresholds = sentiment.thresholds()
     if sentiment.classifier == "vader":
-        classifier = VaderClassifier(sentiment.negative_at, sentiment.positive_at)
-    else:
+        classifier = VaderClassifier(*(thresholds or (-0.5, 0.5)))
+    elif thresholds is not None:
+        # explicit compound thresholds: label by the score alone, as configured
         classifier = ExperienceClassifier(
-            sentiment.negative_at, sentiment.positive_at, non_english=sentiment.non_english
+            *thresholds, flags=None, non_english=sentiment.non_english
         )
+    else:
+        classifier = ExperienceClassifier(non_english=sentiment.non_english)
     router = MutingRouter(
         store,
         settings.slack.alerts_channel,

@@ -36,7 +36,7 @@ def test_example_config_is_valid_and_keeps_the_documented_names() -> None:
     settings = load_settings(EXAMPLE)
     assert settings.product.name == "Acme"
     assert settings.product.queries == ["acme", '"acme app"', 'acme -"acme corp"']
-    assert settings.sentiment.negative_at == -0.5 and settings.sentiment.positive_at == 0.5
+    assert settings.sentiment.thresholds() is None  # the fitted flag model decides
     assert settings.slack.api_url == "https://slack.com/api/"
     assert settings.slack.alerts_channel == "#cx-alerts"
     assert settings.slack.amplify_channel == "#cx-wins"
@@ -78,6 +78,9 @@ def test_wrong_types_and_values_name_the_key() -> None:
     assert "sources[1].type: unknown source type 'redit' (did you mean 'reddit'?)" in problem
     data = base()
     data["sentiment"]["negative_at"] = 0.9
+    assert any("negative_at must be lower" in p for p in problems_of(data))
+    data = base()
+    data["sentiment"]["negative_at"] = 0.6  # positive_at unset: 0.5
     assert any("negative_at must be lower" in p for p in problems_of(data))
     data = base()
     data["sources"][2]["app_id"] = "not-a-number"
