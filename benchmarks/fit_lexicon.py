@@ -268,7 +268,9 @@ def _fold(example: Example, folds: int) -> int:
     return int.from_bytes(digest[:4], "big") % folds
 
 
-def _flag_threshold(data: FlagData, label: Label, probability: np.ndarray, base_at: float) -> float:
+def _flag_threshold(
+    data: FlagData, label: Label, probability: np.ndarray, base_at: float, margin: float = 1.0
+) -> float:
     gold = np.array([g == label for g in data.labels])
     plain_flag = data.plain <= base_at if label is Label.NEGATIVE else data.plain >= base_at
 
@@ -277,7 +279,13 @@ def _flag_threshold(data: FlagData, label: Label, probability: np.ndarray, base_
         return float((flag & gold)[mask].sum()) / n if n else None  # None: nothing flagged
 
     masks = [data.sources == s for s in sorted(set(data.sources))]
-    floors = [precision(plain_flag, m) or 0.0 for m in masks]
+    floors = []
+    for m in masks:
+        # VADER's precision on this source plus its own standard error: "no lower than
+        # VADER" must survive a new sample of texts, not only this one
+        base = precision(plain_flag, m) or 0.0
+        flagged = max(1, int(plain_flag[m].sum()))
+        floors.append(base + margin * (base * (1.0 - base) / flagged) ** 0.5)
     every = np.ones(len(gold), dtype=bool)
     best, best_f1 = 0.5, -1.0
     for at in [round(0.2 + i / 100, 2) for i in range(76)]:  # the stored values, exactly
@@ -303,6 +311,7 @@ def fit_flags(
     min_count: int = 3,
     l2: float = 3.0,
     folds: int = 4,
+    margin: float = 1.0,
 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
     """Fit both heads on ``train``; return the header values and the word table."""
     clf = ExperienceClassifier(lexicon=weights, non_english="score", flags=None)
@@ -335,7 +344,7 @@ def fit_flags(
         header[f"{name}_neg"] = round(float(w[n + 1]) * DENSE_SCALE, 4)
         header[f"{name}_pos"] = round(float(w[n + 2]) * DENSE_SCALE, 4)
         header[f"{name}_bias"] = round(float(w[-1]), 4)
-        header[f"{name}_threshold"] = _flag_threshold(data, label, out_of_fold, base_at)
+        header[f"{name}_threshold"] = _flag_threshold(data, label, out_of_fold, base_at, margin)
     kept = {t: (v[0], v[1]) for t, v in table.items() if v[0] or v[1]}
     return header, kept
 
@@ -427,6 +436,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--flag-min-count", type=int, default=3)
     parser.add_argument("--flag-l2", type=float, default=3.0)
     parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=1.0,
+        help="standard errors of VADER's precision a head's threshold must stay above",
+    )
     args = parser.parse_args(argv)
     train = load_train()
     options = {
@@ -436,7 +451,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "min_weight": args.min_weight,
         "refit_vader": not args.keep_vader,
     }
-    flag_options = {"min_count": args.flag_min_count, "l2": args.flag_l2, "folds": args.folds}
+    flag_options = {
+        "min_count": args.flag_min_count,
+        "l2": args.flag_l2,
+        "folds": args.folds,
+        "margin": args.margin,
+    }
     if args.validate:
         from earshot.listener.evaluation import evaluate, format_report
 

@@ -30,9 +30,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from .lexicon import STOPWORDS
 from .models import Label
 
 _TOKEN = re.compile(r"[a-z][a-z'_]*[a-z]|[!?]")
+
+#: A word must move the log-odds by at least this much to be named as a reason (x1.65 odds).
+MIN_DRIVER_WEIGHT = 0.5
 
 #: Dense features, in order: VADER's compound, neg and pos proportions of the prepared text.
 Polarity = tuple[float, float, float]
@@ -71,12 +75,22 @@ class FlagHead:
         return self.logit(tokens, polarity) - math.log(t / (1.0 - t))
 
     def drivers(self, tokens: Iterable[str], limit: int) -> tuple[str, ...]:
-        """The words of ``tokens`` that pushed this head up most, strongest first."""
+        """The words of ``tokens`` that pushed this head up most, strongest first.
+
+        Only words worth naming to a reader count: not function words (``it``, ``after``),
+        not ``!``/``?``, and only with a weight of at least ``MIN_DRIVER_WEIGHT``.
+        """
         pushing = sorted(
-            ((self.words[t], t) for t in set(tokens) if self.words.get(t, 0.0) > 0.0),
+            (
+                (weight, token)
+                for token in set(tokens)
+                if (weight := self.words.get(token, 0.0)) >= MIN_DRIVER_WEIGHT
+                and token[0].isalpha()
+                and token not in STOPWORDS
+            ),
             reverse=True,
         )
-        return tuple(t for _, t in pushing[:limit])
+        return tuple(token for _, token in pushing[:limit])
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ HEADER: dict[str, float] = {
     "negative_neg": 2.0467,
     "negative_pos": -0.2083,
     "negative_bias": -2.0345,
-    "negative_threshold": 0.66,
+    "negative_threshold": 0.7,
     "positive_compound": 3.5643,
     "positive_neg": -1.0306,
     "positive_pos": 2.2114,
     "positive_bias": -2.3528,
-    "positive_threshold": 0.46,
+    "positive_threshold": 0.51,
 }
 
 #: word<TAB>weight in the negative head<TAB>weight in the positive head
