@@ -272,6 +272,14 @@ def export(
     approved: Annotated[
         bool, typer.Option("--approved", help="Export mentions approved for amplification.")
     ] = False,
+    corrections: Annotated[
+        bool,
+        typer.Option(
+            "--corrections",
+            help="Export the 'Wrong sentiment' corrections as labelled CSV for 'earshot eval' "
+            "(the latest per mention, all of them; --since does not apply).",
+        ),
+    ] = False,
     since: Annotated[
         str, typer.Option(help="How far back: '7d', '24h', '30m' (by approval time).")
     ] = "7d",
@@ -280,7 +288,8 @@ def export(
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
 ) -> None:
-    """Write approved mentions as CSV or JSON for marketing tools."""
+    """Write approved mentions (CSV or JSON, for marketing tools) or sentiment corrections
+    (labelled CSV that `earshot eval` reads)."""
     from datetime import timedelta
     from typing import Literal
 
@@ -290,9 +299,12 @@ def export(
 
     from .settings import parse_duration
 
-    if not approved:
-        typer.echo("nothing to export: pass --approved", err=True)
+    if approved == corrections:
+        typer.echo("pass one of --approved or --corrections", err=True)
         raise typer.Exit(2)
+    if corrections:
+        _export_corrections(config, output)
+        return
     if fmt not in ("csv", "json"):
         typer.echo("--format must be 'csv' or 'json'", err=True)
         raise typer.Exit(2)
@@ -313,6 +325,25 @@ def export(
         with output.open("w", encoding="utf-8", newline="") as out:
             export_approved(rows, kind, out)
         typer.echo(f"{len(rows)} approved mentions written to {output}", err=True)
+
+
+def _export_corrections(config: Path, output: Path | None) -> None:
+    from sqlmodel import Session
+
+    from earshot.listener.corrections import export_corrections_csv, latest_corrections
+
+    store = _store(config)
+    try:
+        with Session(store.engine) as session:
+            if output is None:
+                export_corrections_csv(session, sys.stdout)
+                return
+            with output.open("w", encoding="utf-8", newline="") as out:
+                export_corrections_csv(session, out)
+            count = len(latest_corrections(session))
+    finally:
+        store.engine.dispose()
+    typer.echo(f"{count} corrected mentions written to {output}", err=True)
 
 
 db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)

@@ -17,6 +17,7 @@ from earshot.listener.corrections import (
 )
 from earshot.listener.evaluation import evaluate, load_examples
 from earshot.listener.models import Label, Mention
+from earshot.listener.store import Store
 
 
 @pytest.fixture
@@ -90,3 +91,35 @@ def test_export_keeps_the_latest_correction_and_reads_back_as_labelled_data(
 def test_export_of_nothing_is_just_the_header(engine: Engine) -> None:
     with Session(engine) as session:
         assert export_corrections_csv(session) == ("id,text,label,old_label,user_id,created_at\n")
+
+
+def test_cli_exports_corrections_that_eval_reads(
+    store: Store, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from earshot.config.cli import app as cli
+
+    with Session(store.engine) as session:
+        a = _mention(session, "a", "", "I was on hold for an hour, nobody answered")
+        b = _mention(session, "b", "", "Setup was seamless")
+        record_correction(session, a, "neutral", "negative", "U1")
+        record_correction(session, b, "neutral", "positive", "U2")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    config = tmp_path / "earshot.toml"
+    config.write_text('[product]\nname = "Acme"\n[[sources]]\ntype = "appstore"\napp_id = 1\n')
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["export", "--corrections", "-c", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.splitlines()[0] == "id,text,label,old_label,user_id,created_at"
+    assert f'{a},"I was on hold for an hour, nobody answered",negative,neutral,U1,' in shown.stdout
+    out = tmp_path / "corrections.csv"
+    written = runner.invoke(cli, ["export", "--corrections", "-o", str(out), "-c", str(config)])
+    assert written.exit_code == 0, written.output
+    assert f"2 corrected mentions written to {out}" in written.stderr
+    measured = runner.invoke(cli, ["eval", str(out)])
+    assert measured.exit_code == 0, measured.output
+    assert "corrections.csv (n=2)" in measured.output
+    neither = runner.invoke(cli, ["export", "-c", str(config)])
+    both = runner.invoke(cli, ["export", "--approved", "--corrections", "-c", str(config)])
+    assert neither.exit_code == both.exit_code == 2
