@@ -36,9 +36,10 @@ L2-penalised logistic regressions (negative vs the rest, positive vs the rest) o
 words of the prepared text that occur in at least ``--flag-min-count`` training texts and
 VADER's compound, neg and pos over the fitted lexicon. They are solved exactly (Newton's
 method); each head's probability threshold is chosen like the compound thresholds above
-(best F1 at no lower precision than plain VADER on each source file), but on out-of-fold
-predictions (``--folds`` folds by a hash of each text's id), so the threshold is not tuned on
-texts the head has already seen.
+(best F1 at a precision no lower than plain VADER's plus ``--margin`` standard errors of it,
+on each source file), but on out-of-fold predictions (``--folds`` folds by a hash of each
+text's id; in each fold the lexicon, the vocabulary and the heads are all refitted on the
+other folds), so the threshold is not tuned on texts any part of the model has seen.
 """
 
 from __future__ import annotations
@@ -233,34 +234,52 @@ def flag_data(examples: Sequence[Example], clf: ExperienceClassifier) -> FlagDat
     )
 
 
-def _design(data: FlagData, rows: np.ndarray, vocab: dict[str, int]) -> np.ndarray:
-    x = np.zeros((len(rows), len(vocab) + 4))
-    for out, i in enumerate(rows):
-        for token in data.tokens[i]:
+def _vocabulary(data: FlagData, min_count: int) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for tokens in data.tokens:
+        for token in tokens:
+            counts[token] += 1
+    return {t: j for j, t in enumerate(sorted(t for t, n in counts.items() if n >= min_count))}
+
+
+def _design(data: FlagData, vocab: dict[str, int]) -> np.ndarray:
+    x = np.zeros((len(data.tokens), len(vocab) + 4))
+    for i, tokens in enumerate(data.tokens):
+        for token in tokens:
             j = vocab.get(token)
             if j is not None:
-                x[out, j] = 1.0
-    x[:, len(vocab) : len(vocab) + 3] = data.polarity[rows] * DENSE_SCALE
+                x[i, j] = 1.0
+    x[:, len(vocab) : len(vocab) + 3] = data.polarity * DENSE_SCALE
     x[:, -1] = 1.0  # bias
     return x
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int = 25) -> np.ndarray:
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int = 50) -> np.ndarray:
     """Minimise ``sum(logloss) + l2/2 * |w|^2`` (the last column, the bias, unpenalised) by
-    Newton's method; deterministic, and exact to the tolerance."""
+    Newton's method; deterministic, and exact to the tolerance.
+
+    ``l2`` must be positive (the penalty is what keeps separable data finite); a fit that has
+    not converged after ``iterations`` steps raises instead of returning half a solution.
+    """
+    if l2 <= 0:
+        raise ValueError("l2 must be positive")
     d = x.shape[1]
     w = np.zeros(d)
     penalty = np.full(d, l2)
     penalty[-1] = 0.0
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -60, 60)))
+        p = _sigmoid(x @ w)
         grad = x.T @ (p - y) + penalty * w
         hess = (x * (p * (1.0 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
         step = np.linalg.solve(hess, grad)
         w -= step
         if float(np.max(np.abs(step))) < 1e-6:
-            break
-    return w
+            return w
+    raise RuntimeError(f"logistic fit did not converge in {iterations} Newton steps")
 
 
 def _fold(example: Example, folds: int) -> int:
@@ -269,7 +288,11 @@ def _fold(example: Example, folds: int) -> int:
 
 
 def _flag_threshold(
-    data: FlagData, label: Label, probability: np.ndarray, base_at: float, margin: float = 1.0
+    data: FlagData,
+    label: Label,
+    probability: np.ndarray,
+    base_at: float,
+    margin: float = 1.0,
 ) -> float:
     gold = np.array([g == label for g in data.labels])
     plain_flag = data.plain <= base_at if label is Label.NEGATIVE else data.plain >= base_at
@@ -287,7 +310,8 @@ def _flag_threshold(
         flagged = max(1, int(plain_flag[m].sum()))
         floors.append(base + margin * (base * (1.0 - base) / flagged) ** 0.5)
     every = np.ones(len(gold), dtype=bool)
-    best, best_f1 = 0.5, -1.0
+    best: float | None = None
+    best_value: tuple[float, float] = (-1.0, -1.0)
     for at in [round(0.2 + i / 100, 2) for i in range(76)]:  # the stored values, exactly
         flag = probability >= at
         below = [
@@ -298,53 +322,64 @@ def _flag_threshold(
             continue
         p = precision(flag, every) or 0.0
         r = float((flag & gold).sum()) / max(1, int(gold.sum()))
-        f1 = 2 * p * r / (p + r) if p + r else 0.0
-        if f1 > best_f1:
-            best, best_f1 = at, f1
+        value = (2 * p * r / (p + r) if p + r else 0.0, p)  # best F1, then precision
+        if best is None or value > best_value:
+            best, best_value = at, value
+    if best is None:
+        raise ValueError(
+            f"no {label.value} threshold keeps precision at plain VADER's (plus the margin) "
+            "on every source file; lower --margin or look at the data"
+        )
     return best
+
+
+HEADS = ((Label.NEGATIVE, "negative", -0.5), (Label.POSITIVE, "positive", 0.5))
 
 
 def fit_flags(
     train: Sequence[Example],
     weights: dict[str, float],
     *,
+    lexicon_options: dict | None = None,
     min_count: int = 3,
     l2: float = 3.0,
     folds: int = 4,
     margin: float = 1.0,
 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    """Fit both heads on ``train``; return the header values and the word table."""
-    clf = ExperienceClassifier(lexicon=weights, non_english="score", flags=None)
-    data = flag_data(train, clf)
-    counts: dict[str, int] = defaultdict(int)
-    for tokens in data.tokens:
-        for token in tokens:
-            counts[token] += 1
-    vocab_words = sorted(t for t, n in counts.items() if n >= min_count)
-    vocab = {t: j for j, t in enumerate(vocab_words)}
-    everything = np.arange(len(train))
-    x = _design(data, everything, vocab)
+    """Fit both heads on ``train``; return the header values and the word table.
+
+    The thresholds come from out-of-fold predictions, and everything fitted goes into each
+    fold's fit: the lexicon (refitted with ``lexicon_options``), the vocabulary and the heads.
+    """
+    data = flag_data(train, ExperienceClassifier(lexicon=weights, non_english="score", flags=None))
     fold_of = np.array([_fold(e, folds) for e in train])
+    out_of_fold = np.zeros((len(HEADS), len(train)))
+    for k in range(folds):
+        inside = [e for e, f in zip(train, fold_of, strict=True) if f != k]
+        outside = [e for e, f in zip(train, fold_of, strict=True) if f == k]
+        fold_weights = fit(inside, **(lexicon_options or {}))
+        clf = ExperienceClassifier(lexicon=fold_weights, non_english="score", flags=None)
+        data_in, data_out = flag_data(inside, clf), flag_data(outside, clf)
+        vocab = _vocabulary(data_in, min_count)
+        x_in, x_out = _design(data_in, vocab), _design(data_out, vocab)
+        for h, (label, _, _) in enumerate(HEADS):
+            y = np.array([g == label for g in data_in.labels], dtype=float)
+            out_of_fold[h, fold_of == k] = _sigmoid(x_out @ fit_logistic(x_in, y, l2))
+    vocab = _vocabulary(data, min_count)
+    x = _design(data, vocab)
+    n = len(vocab)
     header: dict[str, float] = {}
-    table: dict[str, list[float]] = {t: [0.0, 0.0] for t in vocab_words}
-    for column, (label, name, base_at) in enumerate(
-        ((Label.NEGATIVE, "negative", -0.5), (Label.POSITIVE, "positive", 0.5))
-    ):
+    table: dict[str, list[float]] = {t: [0.0, 0.0] for t in vocab}
+    for h, (label, name, base_at) in enumerate(HEADS):
         y = np.array([g == label for g in data.labels], dtype=float)
-        out_of_fold = np.zeros(len(train))
-        for k in range(folds):
-            inside, outside = fold_of != k, fold_of == k
-            w = fit_logistic(x[inside], y[inside], l2)
-            out_of_fold[outside] = 1.0 / (1.0 + np.exp(-np.clip(x[outside] @ w, -60, 60)))
         w = fit_logistic(x, y, l2)
         for token, j in vocab.items():
-            table[token][column] = round(float(w[j]), 3)
-        n = len(vocab)
+            table[token][h] = round(float(w[j]), 3)
         header[f"{name}_compound"] = round(float(w[n]) * DENSE_SCALE, 4)
         header[f"{name}_neg"] = round(float(w[n + 1]) * DENSE_SCALE, 4)
         header[f"{name}_pos"] = round(float(w[n + 2]) * DENSE_SCALE, 4)
         header[f"{name}_bias"] = round(float(w[-1]), 4)
-        header[f"{name}_threshold"] = _flag_threshold(data, label, out_of_fold, base_at, margin)
+        header[f"{name}_threshold"] = _flag_threshold(data, label, out_of_fold[h], base_at, margin)
     kept = {t: (v[0], v[1]) for t, v in table.items() if v[0] or v[1]}
     return header, kept
 
@@ -406,20 +441,14 @@ class Fitted:
 
     def classifier(self) -> ExperienceClassifier:
         flags = FlagModel.from_weights(self.flag_header, self.flag_table)
-        return ExperienceClassifier(
-            self.negative_at,
-            self.positive_at,
-            lexicon=self.weights,
-            flags=flags,
-            non_english="score",
-        )
+        return ExperienceClassifier(lexicon=self.weights, flags=flags, non_english="score")
 
 
 def fit_all(train: Sequence[Example], lexicon_options: dict, flag_options: dict) -> Fitted:
     """The lexicon, its compound thresholds, then the flag model, all on ``train``."""
     weights = fit(train, **lexicon_options)
     neg, pos = choose_thresholds(train, weights)
-    header, table = fit_flags(train, weights, **flag_options)
+    header, table = fit_flags(train, weights, lexicon_options=lexicon_options, **flag_options)
     return Fitted(weights, neg, pos, header, table)
 
 

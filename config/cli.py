@@ -303,6 +303,9 @@ def export(
         typer.echo("pass one of --approved or --corrections", err=True)
         raise typer.Exit(2)
     if corrections:
+        if fmt != "csv":
+            typer.echo("--corrections writes CSV only (what `earshot eval` reads)", err=True)
+            raise typer.Exit(2)
         _export_corrections(config, output)
         return
     if fmt not in ("csv", "json"):

@@ -179,7 +179,10 @@ class SentimentSettings(_Section):
     def _ordered(self) -> SentimentSettings:
         thresholds = self.thresholds()
         if thresholds is not None and thresholds[0] >= thresholds[1]:
-            raise ValueError("negative_at must be lower than positive_at")
+            raise ValueError(
+                f"negative_at must be lower than positive_at (here {thresholds[0]} and "
+                f"{thresholds[1]}; an unset one is -0.5 or 0.5)"
+            )
         return self
 
 

@@ -5,7 +5,7 @@ label the classifier gave, the label the person chose, who, and when. The rows a
 updated, so the history stays auditable; for training and evaluation the latest correction
 of each mention counts.
 
-``export_corrections_csv`` writes them as ``id,text,label,old_label,user_id,created_at``,
+``export_corrections_csv`` writes them as ``id,text,stars,label,old_label,user_id,created_at``,
 a CSV that ``earshot eval`` and ``earshot.listener.evaluation.load_examples`` read as is::
 
     >>> with Session(engine) as session:
@@ -86,11 +86,13 @@ def latest_corrections(session: Session) -> list[tuple[SentimentCorrection, Ment
 def export_corrections_csv(session: Session, out: TextIO | None = None) -> str:
     """Write the latest correction per mention as labelled CSV; also return the CSV text.
 
-    The text is ``Mention.body`` (title and text), as the classifier saw it.
+    The text is ``Mention.body`` (title and text), as the classifier saw it, and ``stars``
+    the review's star rating (empty when the source has none), which ``earshot eval`` passes
+    to the classifier as it was passed in production.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "text", "label", "old_label", "user_id", "created_at"])
+    writer.writerow(["id", "text", "stars", "label", "old_label", "user_id", "created_at"])
     for correction, mention in latest_corrections(session):
         text = mention.body
         created = as_utc(correction.created_at)
@@ -98,6 +100,7 @@ def export_corrections_csv(session: Session, out: TextIO | None = None) -> str:
             [
                 correction.mention_id,
                 text,
+                "" if mention.rating is None else mention.rating,
                 correction.new_label,
                 correction.old_label,
                 correction.user_id,

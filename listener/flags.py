@@ -33,7 +33,7 @@ from functools import lru_cache
 from .lexicon import STOPWORDS
 from .models import Label
 
-_TOKEN = re.compile(r"[a-z][a-z'_]*[a-z]|[!?]")
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9'_-]*[a-z0-9]|[!?]")
 
 #: A word must move the log-odds by at least this much to be named as a reason (x1.65 odds).
 MIN_DRIVER_WEIGHT = 0.5
@@ -116,8 +116,8 @@ class FlagModel:
 
     @staticmethod
     def tokens(prepared: str) -> frozenset[str]:
-        """The features' words of a prepared text: lowercased words (``_`` joins phrases),
-        ``!`` and ``?``."""
+        """The features' words of a prepared text: lowercased words and numbers of two or more
+        characters (``_`` joins phrases, ``-`` stays: ``5_stars``, ``rip-off``), ``!``, ``?``."""
         return frozenset(_TOKEN.findall(prepared.lower()))
 
     def decide(self, prepared: str, polarity: Polarity, max_drivers: int = 3) -> FlagDecision:

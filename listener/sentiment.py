@@ -201,8 +201,8 @@ class ExperienceClassifier(_Thresholds):
       the training split; ``None`` labels by the compound score alone, with the thresholds
       below.
     * ``negative_at`` / ``positive_at``: compound-score thresholds for the text label when
-      there is no flag model. The defaults were chosen on the training split together with
-      the lexicon weights (``lexicon_fitted.py``).
+      there is no flag model (passing them with one is an error). The defaults were chosen
+      on the training split together with the lexicon weights (``lexicon_fitted.py``).
     * ``clearly_negative_at`` / ``clearly_positive_at``: how strong the text must be to
       overrule a star rating (see below).
     * ``non_english``: what to do with text that is confidently not English, given or
@@ -213,16 +213,17 @@ class ExperienceClassifier(_Thresholds):
     * ``lexicon``: extra word and phrase weights on VADER's scale (-4 … +4); ``None`` uses
       the fitted lexicon. Phrases are several words separated by spaces.
 
-    Star ratings (1-5): 1-2 stars is negative unless the text score is
-    ``>= clearly_positive_at``, 4-5 stars is positive unless it is ``<= clearly_negative_at``;
-    then the label is ``MIXED``. 3 stars leaves the text label. With a rating the score is
-    the mean of the text score and the stars mapped onto -1 … +1.
+    Star ratings (1-5): 1-2 stars is negative unless the text is positive (its label is
+    positive, or its score is ``>= clearly_positive_at``), 4-5 stars is positive unless the
+    text is negative (label negative, or score ``<= clearly_negative_at``); then the label is
+    ``MIXED``. 3 stars leaves the text label. With a rating the score is the mean of the text
+    score and the stars mapped onto -1 … +1.
     """
 
     def __init__(
         self,
-        negative_at: float = lexicon_fitted.NEGATIVE_AT,
-        positive_at: float = lexicon_fitted.POSITIVE_AT,
+        negative_at: float | None = None,
+        positive_at: float | None = None,
         *,
         flags: FlagModel | Fitted | None = "fitted",
         clearly_negative_at: float = -0.5,
@@ -233,7 +234,21 @@ class ExperienceClassifier(_Thresholds):
         lexicon: Mapping[str, float] | None = None,
         max_reasons: int = 3,
     ) -> None:
-        self._set_thresholds(negative_at, positive_at)
+        if flags == "fitted":
+            self.flags: FlagModel | None = FlagModel.default()
+        elif flags is None or isinstance(flags, FlagModel):
+            self.flags = flags
+        else:
+            raise ValueError("flags must be a FlagModel, 'fitted' or None")
+        if self.flags is not None and (negative_at is not None or positive_at is not None):
+            raise ValueError(
+                "negative_at/positive_at label by the compound score, which a flag model "
+                "replaces: pass flags=None with them"
+            )
+        self._set_thresholds(
+            lexicon_fitted.NEGATIVE_AT if negative_at is None else negative_at,
+            lexicon_fitted.POSITIVE_AT if positive_at is None else positive_at,
+        )
         if clearly_negative_at >= clearly_positive_at:
             raise ValueError("clearly_negative_at must be lower than clearly_positive_at")
         if non_english not in ("unscored", "skip", "score"):
@@ -244,7 +259,6 @@ class ExperienceClassifier(_Thresholds):
         self.detect_language = detect_language
         self.min_language_confidence = min_language_confidence
         self.max_reasons = max_reasons
-        self.flags: FlagModel | None = FlagModel.default() if flags == "fitted" else flags
         weights = dict(lexicon_fitted.WEIGHTS if lexicon is None else lexicon)
         self._analyzer = SentimentIntensityAnalyzer()
         merged = dict(self._analyzer.lexicon)
@@ -307,18 +321,22 @@ class ExperienceClassifier(_Thresholds):
         words = self._reasons(prepared, label, drivers)
         if rating is None or not 1 <= rating <= 5:
             return SentimentResult(label, score, words, lang)
-        label, fused, rules = self._fuse(label, score, rating)
-        return SentimentResult(label, fused, (*rules, *words), lang)
+        fused_label, fused, rules = self._fuse(label, score, rating)
+        if fused_label not in (label, Label.MIXED):
+            # the stars decided against the text's own (neutral) label: its words would
+            # explain a label that is not the one shown
+            words = self._reasons(prepared, fused_label)
+        return SentimentResult(fused_label, fused, (*rules, *words), lang)
 
     def _fuse(self, text_label: Label, score: float, rating: int) -> tuple[Label, float, list[str]]:
         stars = f"rating: {rating} star{'s' if rating != 1 else ''}"
         fused = round((score + (rating - 3) / 2) / 2, 4)
         if rating <= 2:
-            if score >= self.clearly_positive_at:
+            if text_label is Label.POSITIVE or score >= self.clearly_positive_at:
                 return Label.MIXED, fused, [stars, "text is positive"]
             return Label.NEGATIVE, fused, [stars]
         if rating >= 4:
-            if score <= self.clearly_negative_at:
+            if text_label is Label.NEGATIVE or score <= self.clearly_negative_at:
                 return Label.MIXED, fused, [stars, "text is negative"]
             return Label.POSITIVE, fused, [stars]
         return text_label, fused, [stars]

@@ -90,7 +90,9 @@ def test_export_keeps_the_latest_correction_and_reads_back_as_labelled_data(
 
 def test_export_of_nothing_is_just_the_header(engine: Engine) -> None:
     with Session(engine) as session:
-        assert export_corrections_csv(session) == ("id,text,label,old_label,user_id,created_at\n")
+        assert export_corrections_csv(session) == (
+            "id,text,stars,label,old_label,user_id,created_at\n"
+        )
 
 
 def test_cli_exports_corrections_that_eval_reads(
@@ -103,6 +105,11 @@ def test_cli_exports_corrections_that_eval_reads(
     with Session(store.engine) as session:
         a = _mention(session, "a", "", "I was on hold for an hour, nobody answered")
         b = _mention(session, "b", "", "Setup was seamless")
+        review = session.get(Mention, b)
+        assert review is not None
+        review.rating = 5
+        session.add(review)
+        session.commit()
         record_correction(session, a, "neutral", "negative", "U1")
         record_correction(session, b, "neutral", "positive", "U2")
     monkeypatch.setenv("DATABASE_URL", database_url)
@@ -111,8 +118,9 @@ def test_cli_exports_corrections_that_eval_reads(
     runner = CliRunner()
     shown = runner.invoke(cli, ["export", "--corrections", "-c", str(config)])
     assert shown.exit_code == 0, shown.output
-    assert shown.stdout.splitlines()[0] == "id,text,label,old_label,user_id,created_at"
-    assert f'{a},"I was on hold for an hour, nobody answered",negative,neutral,U1,' in shown.stdout
+    assert shown.stdout.splitlines()[0] == "id,text,stars,label,old_label,user_id,created_at"
+    assert f'{a},"I was on hold for an hour, nobody answered",,negative,neutral,U1,' in shown.stdout
+    assert f"{b},Setup was seamless,5,positive,neutral,U2," in shown.stdout
     out = tmp_path / "corrections.csv"
     written = runner.invoke(cli, ["export", "--corrections", "-o", str(out), "-c", str(config)])
     assert written.exit_code == 0, written.output
@@ -120,6 +128,8 @@ def test_cli_exports_corrections_that_eval_reads(
     measured = runner.invoke(cli, ["eval", str(out)])
     assert measured.exit_code == 0, measured.output
     assert "corrections.csv (n=2)" in measured.output
+    as_json = runner.invoke(cli, ["export", "--corrections", "--format", "json", "-c", str(config)])
+    assert as_json.exit_code == 2 and "CSV only" in as_json.output
     neither = runner.invoke(cli, ["export", "-c", str(config)])
     both = runner.invoke(cli, ["export", "--approved", "--corrections", "-c", str(config)])
     assert neither.exit_code == both.exit_code == 2

@@ -146,6 +146,14 @@ def test_logistic_fit_reaches_the_penalised_optimum(fit_lexicon: Any) -> None:
     assert np.sign(w[0]) == 1 and np.sign(w[1]) == -1  # and it found the signal
 
 
+def test_logistic_fit_refuses_no_penalty(fit_lexicon: Any) -> None:
+    import numpy as np
+
+    x = np.array([[1.0, 1.0], [-1.0, 1.0]])
+    with pytest.raises(ValueError, match="positive"):
+        fit_lexicon.fit_logistic(x, np.array([1.0, 0.0]), l2=0.0)  # separable: no optimum
+
+
 def test_flag_threshold_keeps_precision_at_vaders_on_every_source(fit_lexicon: Any) -> None:
     import numpy as np
 
@@ -165,6 +173,10 @@ def test_flag_threshold_keeps_precision_at_vaders_on_every_source(fit_lexicon: A
     # F1 alone would take 0.7 (all 50 negatives, 2 wrong); the floor on "b" forbids it
     assert 0.7 < at <= 0.8
     assert not (probability[wrong] >= at).any()
+    # and when no threshold can keep the floor, the fit says so instead of guessing
+    probability[wrong] = 0.99
+    with pytest.raises(ValueError, match="no negative threshold"):
+        fit_lexicon._flag_threshold(data, N, probability, -0.5, margin=0.0)
 
 
 def test_report_table_lists_both_classifiers() -> None:

@@ -89,3 +89,22 @@ def test_without_a_flag_model_the_compound_thresholds_decide() -> None:
     clf = ExperienceClassifier(-0.05, 0.05, flags=None, non_english="score")
     assert clf.classify("so I zorbled it").label is Label.NEUTRAL
     assert clf.classify("this is terrible").label is Label.NEGATIVE
+
+
+def test_stars_meet_the_flag_models_label_not_only_the_score() -> None:
+    clf = ExperienceClassifier(flags=toy(), non_english="score")
+    # the compound is 0 but the flag model says negative: 5 stars cannot make it positive
+    result = clf.classify("so I zorbled it", rating=5)
+    assert result.label is Label.MIXED
+    assert result.reasons == ("rating: 5 stars", "text is negative", "zorbled")
+    # a neutral text with 1 star is negative, explained by the stars, not by other words
+    result = clf.classify("it is tuesday", rating=1)
+    assert result.label is Label.NEGATIVE and result.reasons == ("rating: 1 star",)
+
+
+def test_thresholds_with_a_flag_model_or_a_misspelt_model_are_refused() -> None:
+    with pytest.raises(ValueError, match="flags=None"):
+        ExperienceClassifier(-0.3, 0.3)  # they would be ignored
+    with pytest.raises(ValueError, match="FlagModel"):
+        ExperienceClassifier(flags="Fitted")  # type: ignore[arg-type]
+    assert ExperienceClassifier(-0.3, 0.3, flags=None).negative_at == -0.3
