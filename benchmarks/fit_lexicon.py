@@ -384,9 +384,9 @@ def fit_flags(
     return header, kept
 
 
-def render_flags(header: dict[str, float], table: dict[str, tuple[float, float]], n: int) -> str:
-    lines = [
-        '"""The fitted flag model (``earshot.listener.flags``). Generated: do not edit by hand.',
+def _generated_head(what: str, n: int) -> list[str]:
+    return [
+        f'"""The fitted {what}. Generated: do not edit by hand.',
         "",
         "Regenerate with ``.venv/bin/python benchmarks/fit_lexicon.py`` (train split only,",
         f"seed 7, {n} texts); the method is described in that script.",
@@ -394,6 +394,12 @@ def render_flags(header: dict[str, float], table: dict[str, tuple[float, float]]
         "",
         "from __future__ import annotations",
         "",
+    ]
+
+
+def render_flags(header: dict[str, float], table: dict[str, tuple[float, float]], n: int) -> str:
+    lines = [
+        *_generated_head("flag model (``earshot.listener.flags``)", n),
         "#: Biases, weights of the dense features and probability thresholds of the two heads.",
         "HEADER: dict[str, float] = {",
     ]
@@ -409,14 +415,7 @@ def render_flags(header: dict[str, float], table: dict[str, tuple[float, float]]
 
 def render(weights: dict[str, float], negative_at: float, positive_at: float, n: int) -> str:
     lines = [
-        '"""The fitted customer-experience lexicon. Generated: do not edit by hand.',
-        "",
-        "Regenerate with ``.venv/bin/python benchmarks/fit_lexicon.py`` (train split only,",
-        f"seed 7, {n} texts); the method is described in that script.",
-        '"""',
-        "",
-        "from __future__ import annotations",
-        "",
+        *_generated_head("customer-experience lexicon", n),
         "#: Compound-score thresholds chosen on the training split.",
         f"NEGATIVE_AT = {negative_at}",
         f"POSITIVE_AT = {positive_at}",
