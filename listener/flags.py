@@ -17,9 +17,9 @@ explanation: the words that pushed a flagged text over its threshold are its rea
 Example::
 
     >>> model = FlagModel.default()
-    >>> tokens = model.tokens("the update is useless, refund please")
-    >>> round(model.negative.probability(tokens, (-0.6, 0.4, 0.0)), 2)  # doctest: +SKIP
-    0.9
+    >>> decision = model.decide("the update is useless, refund please", (-0.62, 0.55, 0.18))
+    >>> decision.label, round(decision.negative, 2)
+    (<Label.NEGATIVE: 'negative'>, 0.87)
 """
 
 from __future__ import annotations
