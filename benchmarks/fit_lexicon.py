@@ -333,6 +333,45 @@ def _flag_threshold(
     return best
 
 
+def _backstop(
+    data: FlagData, label: Label, head_flags: np.ndarray, compound: np.ndarray, margin: float
+) -> float | None:
+    """The compound score past which this side fires whatever its head says: the one (or
+    none) that gives the best F1 together with the head's own flags, at a precision that
+    keeps the same floor as the head's threshold on every source file."""
+    gold = np.array([g == label for g in data.labels])
+    negative = label is Label.NEGATIVE
+    plain_flag = data.plain <= -0.5 if negative else data.plain >= 0.5
+    masks = [data.sources == s for s in sorted(set(data.sources))]
+
+    def precision(flag: np.ndarray, mask: np.ndarray) -> float | None:
+        n = int(flag[mask].sum())
+        return float((flag & gold)[mask].sum()) / n if n else None
+
+    floors = []
+    for m in masks:
+        base = precision(plain_flag, m) or 0.0
+        flagged = max(1, int(plain_flag[m].sum()))
+        floors.append(base + margin * (base * (1.0 - base) / flagged) ** 0.5)
+
+    def f1(flag: np.ndarray) -> float:
+        p = precision(flag, np.ones(len(gold), dtype=bool)) or 0.0
+        r = float((flag & gold).sum()) / max(1, int(gold.sum()))
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    best, best_f1 = None, f1(head_flags)
+    for step in range(30, 96, 5):
+        at = -step / 100 if negative else step / 100
+        flag = head_flags | ((compound <= at) if negative else (compound >= at))
+        below = [
+            (p := precision(flag, m)) is not None and p < floor
+            for m, floor in zip(masks, floors, strict=True)
+        ]
+        if not any(below) and f1(flag) > best_f1:
+            best, best_f1 = at, f1(flag)
+    return best
+
+
 HEADS = ((Label.NEGATIVE, "negative", -0.5), (Label.POSITIVE, "positive", 0.5))
 
 
@@ -354,6 +393,7 @@ def fit_flags(
     data = flag_data(train, ExperienceClassifier(lexicon=weights, non_english="score", flags=None))
     fold_of = np.array([_fold(e, folds) for e in train])
     out_of_fold = np.zeros((len(HEADS), len(train)))
+    compound_oof = np.zeros(len(train))  # each fold's compound, from its own lexicon
     for k in range(folds):
         inside = [e for e, f in zip(train, fold_of, strict=True) if f != k]
         outside = [e for e, f in zip(train, fold_of, strict=True) if f == k]
@@ -362,6 +402,7 @@ def fit_flags(
         data_in, data_out = flag_data(inside, clf), flag_data(outside, clf)
         vocab = _vocabulary(data_in, min_count)
         x_in, x_out = _design(data_in, vocab), _design(data_out, vocab)
+        compound_oof[fold_of == k] = data_out.polarity[:, 0]
         for h, (label, _, _) in enumerate(HEADS):
             y = np.array([g == label for g in data_in.labels], dtype=float)
             out_of_fold[h, fold_of == k] = _sigmoid(x_out @ fit_logistic(x_in, y, l2))
@@ -379,7 +420,11 @@ def fit_flags(
         header[f"{name}_neg"] = round(float(w[n + 1]) * DENSE_SCALE, 4)
         header[f"{name}_pos"] = round(float(w[n + 2]) * DENSE_SCALE, 4)
         header[f"{name}_bias"] = round(float(w[-1]), 4)
-        header[f"{name}_threshold"] = _flag_threshold(data, label, out_of_fold[h], base_at, margin)
+        threshold = _flag_threshold(data, label, out_of_fold[h], base_at, margin)
+        header[f"{name}_threshold"] = threshold
+        backstop = _backstop(data, label, out_of_fold[h] >= threshold, compound_oof, margin)
+        if backstop is not None:
+            header[f"{name}_backstop"] = backstop
     kept = {t: (v[0], v[1]) for t, v in table.items() if v[0] or v[1]}
     return header, kept
 
@@ -519,6 +564,8 @@ def _summary(fitted: Fitted) -> str:
         f"{fitted.negative_at} / {fitted.positive_at}; flag model: "
         f"{len(fitted.flag_table)} words, thresholds "
         f"{fitted.flag_header['negative_threshold']} / {fitted.flag_header['positive_threshold']}"
+        f", compound backstops {fitted.flag_header.get('negative_backstop')} / "
+        f"{fitted.flag_header.get('positive_backstop')}"
     )
 
 

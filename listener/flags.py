@@ -107,12 +107,18 @@ class FlagDecision:
 class FlagModel:
     """The negative and positive heads, used together.
 
-    A text is ``NEGATIVE`` when the negative head is at or over its threshold and the positive
-    head is not further over its own; ``POSITIVE`` the other way round; else ``NEUTRAL``.
+    A head *fires* when it is at or over its threshold, or when the compound score is at or
+    past that side's backstop (a score so clear that the words cannot overrule it). A text is
+    ``NEGATIVE`` when the negative side fires and the positive side does not, or is not
+    further over its threshold; ``POSITIVE`` the other way round; else ``NEUTRAL``.
     """
 
     negative: FlagHead
     positive: FlagHead
+    #: A compound score at or below this is negative whatever the words say (``None``: off).
+    negative_backstop: float | None = None
+    #: A compound score at or above this is positive whatever the words say (``None``: off).
+    positive_backstop: float | None = None
 
     @staticmethod
     def tokens(prepared: str) -> frozenset[str]:
@@ -127,11 +133,18 @@ class FlagModel:
         pos = self.positive.margin(tokens, polarity)
         p_neg = self.negative.probability(tokens, polarity)
         p_pos = self.positive.probability(tokens, polarity)
-        if neg >= 0.0 and (pos < 0.0 or neg >= pos):
+        compound = polarity[0]
+        neg_fires = neg >= 0.0 or (
+            self.negative_backstop is not None and compound <= self.negative_backstop
+        )
+        pos_fires = pos >= 0.0 or (
+            self.positive_backstop is not None and compound >= self.positive_backstop
+        )
+        if neg_fires and (not pos_fires or neg >= pos):
             return FlagDecision(
                 Label.NEGATIVE, p_neg, p_pos, self.negative.drivers(tokens, max_drivers)
             )
-        if pos >= 0.0:
+        if pos_fires:
             return FlagDecision(
                 Label.POSITIVE, p_neg, p_pos, self.positive.drivers(tokens, max_drivers)
             )
@@ -169,7 +182,12 @@ class FlagModel:
                 header[f"{prefix}_threshold"],
             )
 
-        return cls(head("negative", 0), head("positive", 1))
+        return cls(
+            head("negative", 0),
+            head("positive", 1),
+            header.get("negative_backstop"),
+            header.get("positive_backstop"),
+        )
 
     @classmethod
     def default(cls) -> FlagModel:

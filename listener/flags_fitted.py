@@ -13,11 +13,13 @@ HEADER: dict[str, float] = {
     "negative_pos": -0.1662,
     "negative_bias": -2.0506,
     "negative_threshold": 0.75,
+    "negative_backstop": -0.65,
     "positive_compound": 3.5709,
     "positive_neg": -0.9834,
     "positive_pos": 2.2422,
     "positive_bias": -2.3707,
     "positive_threshold": 0.55,
+    "positive_backstop": 0.7,
 }
 
 #: word<TAB>weight in the negative head<TAB>weight in the positive head

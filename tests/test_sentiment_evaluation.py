@@ -238,3 +238,20 @@ def test_negative_recall_rises_on_both_sets_together_at_no_less_precision(
     vader, ours = _rows(test_split["amazon"] + test_split["tweets"])
     assert ours.negative_recall > vader.negative_recall
     assert ours.negative_precision >= vader.negative_precision
+
+
+def test_backstop_is_taken_only_when_it_adds_without_losing_precision(fit_lexicon: Any) -> None:
+    import numpy as np
+
+    n = 200
+    labels = [N if i % 4 == 0 else U for i in range(n)]
+    gold = np.array([label is N for label in labels])
+    sources = np.array(["a"] * 100 + ["b"] * 100)
+    plain = np.where(gold & (np.arange(n) % 8 == 0), -0.9, 0.0)  # VADER: 100% precision
+    data = fit_lexicon.FlagData([frozenset()] * n, np.zeros((n, 3)), plain, sources, labels)
+    head = gold & (np.arange(n) % 8 == 0)  # the head finds half the negatives
+    compound = np.where(gold, -0.8, -0.2)  # every negative scores -0.8, the rest -0.2
+    at = fit_lexicon._backstop(data, N, head, compound, 0.0)
+    assert at is not None and -0.8 <= at < -0.2  # catches the other half, no wrong ones
+    compound[~gold & (sources == "b")] = -0.85  # now the clear scores include wrong ones
+    assert fit_lexicon._backstop(data, N, head, compound, 0.0) is None

@@ -108,3 +108,21 @@ def test_thresholds_with_a_flag_model_or_a_misspelt_model_are_refused() -> None:
     with pytest.raises(ValueError, match="FlagModel"):
         ExperienceClassifier(flags="Fitted")  # type: ignore[arg-type]
     assert ExperienceClassifier(-0.3, 0.3, flags=None).negative_at == -0.3
+
+
+def test_a_backstop_fires_on_a_clear_score_whatever_the_words() -> None:
+    plain = toy()
+    backed = FlagModel.parse(TABLE, {**HEADER, "negative_backstop": -0.65})
+    assert backed.negative_backstop == -0.65 and backed.positive_backstop is None
+    # negative head: -1 + (-2)(-0.7) + 0.0 + love's -1.0 = -0.6 (under its threshold)
+    polarity = (-0.7, 0.5, 0.0)
+    assert plain.decide("love the way it ended", polarity).label is Label.NEUTRAL
+    assert backed.decide("love the way it ended", polarity).label is Label.NEGATIVE
+    # not past the backstop: the heads decide as before
+    assert backed.decide("love the way it ended", (-0.6, 0.5, 0.0)).label is Label.NEUTRAL
+
+
+def test_the_fitted_backstops_are_clear_scores() -> None:
+    model = FlagModel.default()
+    assert model.negative_backstop is None or model.negative_backstop <= -0.5
+    assert model.positive_backstop is None or model.positive_backstop >= 0.5
