@@ -287,6 +287,40 @@ def _fold(example: Example, folds: int) -> int:
     return int.from_bytes(digest[:4], "big") % folds
 
 
+class _Floor:
+    """Precision of flags against the gold ``label``, and the floor it must keep on every
+    source file: plain VADER's precision there (flagging at ``base_at``) plus ``margin``
+    standard errors of it, so "no lower than VADER" survives a new sample of texts."""
+
+    def __init__(self, data: FlagData, label: Label, base_at: float, margin: float) -> None:
+        self.gold = np.array([g == label for g in data.labels])
+        plain_flag = data.plain <= base_at if label is Label.NEGATIVE else data.plain >= base_at
+        self.masks = [data.sources == s for s in sorted(set(data.sources))]
+        self.floors = []
+        for m in self.masks:
+            base = self.precision(plain_flag, m) or 0.0
+            flagged = max(1, int(plain_flag[m].sum()))
+            self.floors.append(base + margin * (base * (1.0 - base) / flagged) ** 0.5)
+        self.every = np.ones(len(self.gold), dtype=bool)
+
+    def precision(self, flag: np.ndarray, mask: np.ndarray) -> float | None:
+        n = int(flag[mask].sum())
+        return float((flag & self.gold)[mask].sum()) / n if n else None  # None: none flagged
+
+    def kept(self, flag: np.ndarray) -> bool:
+        """Whether ``flag`` keeps the floor on every source file that it flags at all."""
+        return not any(
+            (p := self.precision(flag, m)) is not None and p < floor
+            for m, floor in zip(self.masks, self.floors, strict=True)
+        )
+
+    def score(self, flag: np.ndarray) -> tuple[float, float]:
+        """F1 and precision of ``flag`` over all files."""
+        p = self.precision(flag, self.every) or 0.0
+        r = float((flag & self.gold).sum()) / max(1, int(self.gold.sum()))
+        return (2 * p * r / (p + r) if p + r else 0.0, p)
+
+
 def _flag_threshold(
     data: FlagData,
     label: Label,
@@ -294,35 +328,14 @@ def _flag_threshold(
     base_at: float,
     margin: float = 1.0,
 ) -> float:
-    gold = np.array([g == label for g in data.labels])
-    plain_flag = data.plain <= base_at if label is Label.NEGATIVE else data.plain >= base_at
-
-    def precision(flag: np.ndarray, mask: np.ndarray) -> float | None:
-        n = int(flag[mask].sum())
-        return float((flag & gold)[mask].sum()) / n if n else None  # None: nothing flagged
-
-    masks = [data.sources == s for s in sorted(set(data.sources))]
-    floors = []
-    for m in masks:
-        # VADER's precision on this source plus its own standard error: "no lower than
-        # VADER" must survive a new sample of texts, not only this one
-        base = precision(plain_flag, m) or 0.0
-        flagged = max(1, int(plain_flag[m].sum()))
-        floors.append(base + margin * (base * (1.0 - base) / flagged) ** 0.5)
-    every = np.ones(len(gold), dtype=bool)
+    floor = _Floor(data, label, base_at, margin)
     best: float | None = None
     best_value: tuple[float, float] = (-1.0, -1.0)
     for at in [round(0.2 + i / 100, 2) for i in range(76)]:  # the stored values, exactly
         flag = probability >= at
-        below = [
-            (p := precision(flag, m)) is not None and p < floor
-            for m, floor in zip(masks, floors, strict=True)
-        ]
-        if any(below):
+        if not floor.kept(flag):
             continue
-        p = precision(flag, every) or 0.0
-        r = float((flag & gold).sum()) / max(1, int(gold.sum()))
-        value = (2 * p * r / (p + r) if p + r else 0.0, p)  # best F1, then precision
+        value = floor.score(flag)  # best F1, then precision
         if best is None or value > best_value:
             best, best_value = at, value
     if best is None:
@@ -334,41 +347,25 @@ def _flag_threshold(
 
 
 def _backstop(
-    data: FlagData, label: Label, head_flags: np.ndarray, compound: np.ndarray, margin: float
+    data: FlagData,
+    label: Label,
+    head_flags: np.ndarray,
+    compound: np.ndarray,
+    base_at: float,
+    margin: float,
 ) -> float | None:
     """The compound score past which this side fires whatever its head says: the one (or
     none) that gives the best F1 together with the head's own flags, at a precision that
     keeps the same floor as the head's threshold on every source file."""
-    gold = np.array([g == label for g in data.labels])
+    floor = _Floor(data, label, base_at, margin)
     negative = label is Label.NEGATIVE
-    plain_flag = data.plain <= -0.5 if negative else data.plain >= 0.5
-    masks = [data.sources == s for s in sorted(set(data.sources))]
-
-    def precision(flag: np.ndarray, mask: np.ndarray) -> float | None:
-        n = int(flag[mask].sum())
-        return float((flag & gold)[mask].sum()) / n if n else None
-
-    floors = []
-    for m in masks:
-        base = precision(plain_flag, m) or 0.0
-        flagged = max(1, int(plain_flag[m].sum()))
-        floors.append(base + margin * (base * (1.0 - base) / flagged) ** 0.5)
-
-    def f1(flag: np.ndarray) -> float:
-        p = precision(flag, np.ones(len(gold), dtype=bool)) or 0.0
-        r = float((flag & gold).sum()) / max(1, int(gold.sum()))
-        return 2 * p * r / (p + r) if p + r else 0.0
-
-    best, best_f1 = None, f1(head_flags)
+    best, best_f1 = None, floor.score(head_flags)[0]
     for step in range(30, 96, 5):
         at = -step / 100 if negative else step / 100
         flag = head_flags | ((compound <= at) if negative else (compound >= at))
-        below = [
-            (p := precision(flag, m)) is not None and p < floor
-            for m, floor in zip(masks, floors, strict=True)
-        ]
-        if not any(below) and f1(flag) > best_f1:
-            best, best_f1 = at, f1(flag)
+        f1 = floor.score(flag)[0]
+        if floor.kept(flag) and f1 > best_f1:
+            best, best_f1 = at, f1
     return best
 
 
@@ -422,7 +419,8 @@ def fit_flags(
         header[f"{name}_bias"] = round(float(w[-1]), 4)
         threshold = _flag_threshold(data, label, out_of_fold[h], base_at, margin)
         header[f"{name}_threshold"] = threshold
-        backstop = _backstop(data, label, out_of_fold[h] >= threshold, compound_oof, margin)
+        flags = out_of_fold[h] >= threshold
+        backstop = _backstop(data, label, flags, compound_oof, base_at, margin)
         if backstop is not None:
             header[f"{name}_backstop"] = backstop
     kept = {t: (v[0], v[1]) for t, v in table.items() if v[0] or v[1]}

@@ -251,7 +251,7 @@ def test_backstop_is_taken_only_when_it_adds_without_losing_precision(fit_lexico
     data = fit_lexicon.FlagData([frozenset()] * n, np.zeros((n, 3)), plain, sources, labels)
     head = gold & (np.arange(n) % 8 == 0)  # the head finds half the negatives
     compound = np.where(gold, -0.8, -0.2)  # every negative scores -0.8, the rest -0.2
-    at = fit_lexicon._backstop(data, N, head, compound, 0.0)
+    at = fit_lexicon._backstop(data, N, head, compound, -0.5, 0.0)
     assert at is not None and -0.8 <= at < -0.2  # catches the other half, no wrong ones
     compound[~gold & (sources == "b")] = -0.85  # now the clear scores include wrong ones
-    assert fit_lexicon._backstop(data, N, head, compound, 0.0) is None
+    assert fit_lexicon._backstop(data, N, head, compound, -0.5, 0.0) is None
