@@ -451,12 +451,11 @@ def healthcheck(
     import urllib.request
 
     if url is None:
-        port = os.environ.get("EARSHOT_HTTP_PORT")
-        if not port:
-            try:
-                port = str(load_settings(config).http.port)
-            except ConfigError:
-                port = "8080"
+        try:
+            port = str(load_settings(config).http.port)  # with the environment's overrides
+        except ConfigError:  # no readable config here: the environment's port, else 8080
+            env = os.environ
+            port = env.get("EARSHOT_HTTP__PORT") or env.get("EARSHOT_HTTP_PORT") or "8080"
         url = f"http://127.0.0.1:{port}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as answer:

@@ -9,7 +9,6 @@ the scheduler shuts down, and whatever is still queued stays in the outbox for n
 from __future__ import annotations
 
 import logging
-import os
 import signal
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -112,10 +111,9 @@ class Service:
             slack.start()
         http = self.app.settings.http
         if http.enabled:
-            port = int(os.environ.get("EARSHOT_HTTP_PORT") or http.port)
             self.ops = OpsServer(
                 http.host,
-                port,
+                http.port,  # EARSHOT_HTTP__PORT / EARSHOT_HTTP_PORT are applied already
                 ready=self.readiness,
                 alive=lambda: bool(self.scheduler.running),
                 before_metrics=self.refresh_gauges,
