@@ -23,7 +23,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, true, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
 from .models import Delivery, DeliveryStatus, Label, Mention, MentionStatus, as_utc, utcnow
@@ -462,31 +461,6 @@ def _build(
     return digest, [int(m.id or 0) for m in held]
 
 
-def _enqueue(
-    store: Store, session: Session, key: str, channel: str, kind: str, payload: dict[str, Any]
-) -> bool:
-    """Insert one outbox row in ``session`` unless its key exists; True if inserted."""
-    now = utcnow()
-    row = {
-        "idempotency_key": key[:255],
-        "mention_id": None,
-        "channel": channel,
-        "kind": kind,
-        "payload": payload,
-        "status": DeliveryStatus.PENDING.value,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
-    insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(SQLModel.metadata.tables["outbox"])
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(SQLModel.metadata.tables["outbox"].c.id)
-    )
-    return bool(session.execute(stmt, [row]).all())
-
-
 def enqueue_digest(
     store: Store,
     schedule: DigestSchedule,
@@ -512,7 +486,7 @@ def enqueue_digest(
         rows = [(period.key, KIND_DIGEST, payload)]
         if chart:
             rows.append((f"{period.key}:chart", KIND_CHART, payload))
-        inserted = [_enqueue(store, session, key, period.channel, k, p) for key, k, p in rows]
+        inserted = [store.queue(session, key, period.channel, k, p) for key, k, p in rows]
         if not inserted[0]:
             session.rollback()
             return None

@@ -147,7 +147,8 @@ class Store:
         except Exception:
             return False
 
-    def _insert(self, table: Any) -> Any:
+    def insert(self, table: Any) -> Any:
+        """An INSERT for ``table`` in this database's dialect (for ``ON CONFLICT``)."""
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
     # -- cursors -------------------------------------------------------------------------
@@ -158,7 +159,7 @@ class Store:
             return json.loads(row.value) if row else None
 
     def _put_cursor(self, session: Session, key: str, value: dict[str, Any]) -> None:
-        stmt = self._insert(CURSORS).values(
+        stmt = self.insert(CURSORS).values(
             key=key, value=json.dumps(value, sort_keys=True), updated_at=utcnow()
         )
         stmt = stmt.on_conflict_do_update(
@@ -178,7 +179,7 @@ class Store:
         now = now or utcnow()
         until = now + timedelta(seconds=seconds)
         table = SOURCE_STATE
-        stmt = self._insert(table).values(key=key, owner=owner, lease_until=until)
+        stmt = self.insert(table).values(key=key, owner=owner, lease_until=until)
         stmt = stmt.on_conflict_do_update(
             index_elements=["key"],
             set_={"owner": owner, "lease_until": until},
@@ -300,7 +301,7 @@ class Store:
                 chunk = fresh[start : start + _CHUNK]
                 rows = [_mention_row(m) for m in chunk]
                 stmt = (
-                    self._insert(MENTIONS)
+                    self.insert(MENTIONS)
                     .on_conflict_do_nothing(index_elements=["source", "external_id"])
                     .returning(
                         MENTIONS.c.id,
@@ -332,7 +333,7 @@ class Store:
                 outbox = self._collapse_storms(session, outbox, queries, *storm)
             if outbox:
                 stmt = (
-                    self._insert(OUTBOX)
+                    self.insert(OUTBOX)
                     .on_conflict_do_nothing(index_elements=["idempotency_key"])
                     .returning(OUTBOX.c.id)
                 )
@@ -432,11 +433,25 @@ class Store:
     ) -> bool:
         """Queue a message that has no mention (health notices, summaries). Idempotent."""
         with Session(self.engine) as session:
-            stmt = self._insert(OUTBOX).on_conflict_do_nothing(index_elements=["idempotency_key"])
-            row = _delivery_row(key, channel, kind, None, payload)
-            done = session.execute(stmt.returning(OUTBOX.c.id), [row]).all()
+            done = self.queue(session, key, channel, kind, payload)
             session.commit()
-        return bool(done)
+        return done
+
+    def queue(
+        self,
+        session: Session,
+        key: str,
+        channel: str,
+        kind: str,
+        payload: dict[str, Any] | None = None,
+        mention_id: int | None = None,
+    ) -> bool:
+        """Insert one outbox row in ``session`` (not committed) unless ``key`` is queued
+        already; ``True`` if it was inserted. For callers that queue in their own
+        transaction, with the state change the message reports."""
+        stmt = self.insert(OUTBOX).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        row = _delivery_row(key, channel, kind, mention_id, payload)
+        return bool(session.execute(stmt.returning(OUTBOX.c.id), [row]).all())
 
     def claim(
         self, limit: int = 50, lease_seconds: float = 120.0, now: datetime | None = None

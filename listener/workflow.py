@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, func, select
 
 from .corrections import record_correction
@@ -100,32 +99,9 @@ def _table(name: str) -> Any:
     return SQLModel.metadata.tables[name]
 
 
-def _insert(store: Store, table: Any) -> Any:
-    return (postgresql.insert if store.dialect == "postgresql" else sqlite.insert)(table)
-
-
-def _outbox_row(item: Queued, mention_id: int | None) -> dict[str, Any]:
-    now = utcnow()
-    return {
-        "idempotency_key": item.key[:255],
-        "mention_id": mention_id,
-        "channel": item.channel,
-        "kind": item.kind,
-        "payload": item.payload,
-        "status": DeliveryStatus.PENDING.value,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
-
-
 def _queue(store: Store, session: Session, items: Iterable[Queued], mention_id: int | None) -> None:
-    rows = [_outbox_row(item, mention_id) for item in items]
-    if rows:
-        stmt = _insert(store, _table("outbox")).on_conflict_do_nothing(
-            index_elements=["idempotency_key"]
-        )
-        session.execute(stmt, rows)
+    for item in items:
+        store.queue(session, item.key, item.channel, item.kind, item.payload, mention_id)
 
 
 def _event_exists(session: Session, dedupe_key: str | None) -> bool:
@@ -247,7 +223,7 @@ def record(
             record_correction(session, mention_id, old, new, actor.user_id, commit=False)
         if exclusion is not None:
             query, term = exclusion
-            stmt = _insert(store, _table("query_exclusions")).on_conflict_do_nothing(
+            stmt = store.insert(_table("query_exclusions")).on_conflict_do_nothing(
                 index_elements=["query", "term"]
             )
             session.execute(
@@ -468,7 +444,7 @@ def with_exclusions(query: str, terms: Sequence[str]) -> str:
 
 def mute(store: Store, query: str, until: datetime, actor: Actor) -> None:
     """Mute ``query`` until ``until`` (replacing an earlier mute)."""
-    stmt = _insert(store, _table("query_mutes")).values(
+    stmt = store.insert(_table("query_mutes")).values(
         query=query, until=until, user_id=actor.user_id
     )
     stmt = stmt.on_conflict_do_update(
