@@ -25,7 +25,16 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, true, update
 from sqlmodel import Session, SQLModel, col, select
 
-from .models import Delivery, DeliveryStatus, Label, Mention, MentionStatus, as_utc, utcnow
+from .models import (
+    UNHANDLED_STATUSES,
+    Delivery,
+    DeliveryStatus,
+    Label,
+    Mention,
+    MentionStatus,
+    as_utc,
+    utcnow,
+)
 from .store import Store
 
 __all__ = [
@@ -59,7 +68,6 @@ UNHANDLED = 5
 CHART_DAYS = 7
 
 LABELS = ("negative", "mixed", "unscored", "neutral", "positive")
-_OPEN = (MentionStatus.ALERTED.value, MentionStatus.ASSIGNED.value)
 
 
 @dataclass(frozen=True)
@@ -385,7 +393,7 @@ def _unhandled(session: Session, channel: str) -> tuple[int, list[Item]]:
                 Delivery.kind == "alert",
                 Delivery.channel == channel,
                 Delivery.status == DeliveryStatus.SENT.value,
-                col(Mention.status).in_(_OPEN),
+                col(Mention.status).in_(UNHANDLED_STATUSES),
             )
             .order_by(col(Delivery.sent_at), col(Delivery.id))
         )

@@ -54,6 +54,11 @@ class MentionStatus(StrEnum):
     REJECTED = "rejected"
 
 
+#: An alert that went out and nobody has handled yet (the digest's "unhandled", the SLA's
+#: "overdue" when too old).
+UNHANDLED_STATUSES = (MentionStatus.ALERTED.value, MentionStatus.ASSIGNED.value)
+
+
 class Mention(SQLModel, table=True):
     """One post, comment or review that mentions the product, in one normalized shape.
 

@@ -27,6 +27,7 @@ from sqlmodel import Session, SQLModel, col, func, select
 
 from .corrections import record_correction
 from .models import (
+    UNHANDLED_STATUSES,
     Delivery,
     DeliveryStatus,
     Label,
@@ -300,7 +301,7 @@ def unhandled(store: Store, channel: str | None, limit: int = 10) -> list[tuple[
                 .where(
                     Delivery.kind == "alert",
                     Delivery.channel == channel,
-                    col(Mention.status).in_([S.ALERTED.value, S.ASSIGNED.value]),
+                    col(Mention.status).in_(UNHANDLED_STATUSES),
                 )
                 .order_by(col(Delivery.sent_at).desc(), col(Delivery.id).desc())
                 .limit(limit)
@@ -371,7 +372,7 @@ def escalate_overdue(
                     Delivery.status == DeliveryStatus.SENT.value,
                     col(Delivery.message_ts).is_not(None),
                     col(Delivery.sent_at) <= cutoff,
-                    col(Mention.status).in_([S.ALERTED.value, S.ASSIGNED.value]),
+                    col(Mention.status).in_(UNHANDLED_STATUSES),
                     col(Mention.escalated_at).is_(None),
                 )
                 .order_by(col(Delivery.sent_at))
@@ -390,7 +391,7 @@ def escalate_overdue(
                 .where(
                     table.id == mention.id,
                     table.escalated_at.is_(None),
-                    table.status.in_([S.ALERTED.value, S.ASSIGNED.value]),
+                    table.status.in_(UNHANDLED_STATUSES),
                 )
                 .values(escalated_at=now)
             )
