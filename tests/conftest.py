@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import uuid
@@ -25,6 +26,21 @@ POSTGRES_URL = os.environ.get(
 def load_json(relative: str) -> Any:
     """A real captured payload from tests/fixtures/real."""
     return json.loads((REAL / relative).read_text("utf-8"))
+
+
+def hn_hits(first_id: int, start: int, count: int, title: str) -> list[dict[str, Any]]:
+    """Hits ``start`` … ``start + count - 1`` made from one real captured Algolia hit,
+    newest first: ``objectID`` ``first_id + i``, ``created_at_i`` ``1_700_000_000 + i`` and
+    ``title`` formatted with ``i``."""
+    template = load_json("hn_algolia/search_by_date_story_query_apple.json")["hits"][0]
+    out = []
+    for i in range(start, start + count):
+        hit = copy.deepcopy(template)
+        hit["objectID"] = str(first_id + i)
+        hit["created_at_i"] = 1_700_000_000 + i
+        hit["title"] = title.format(i=i)
+        out.append(hit)
+    return sorted(out, key=lambda h: -h["created_at_i"])
 
 
 def _postgres_available() -> str | None:

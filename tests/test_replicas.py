@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from sqlmodel import Session, select
 from earshot.listener.models import Delivery, Mention
 from earshot.listener.store import Store
 
-from .conftest import load_json
+from .conftest import hn_hits
 from .fakeapi import FakeAPI, json_answer
 from .fakeslack import FakeSlack
 
@@ -25,15 +24,8 @@ COUNT = 500
 
 
 def hits() -> list[dict[str, Any]]:
-    template = load_json("hn_algolia/search_by_date_story_query_apple.json")["hits"][0]
-    out = []
-    for i in range(COUNT):
-        hit = copy.deepcopy(template)
-        hit["objectID"] = str(90_000_000 + i)
-        hit["created_at_i"] = 1_700_000_000 + i
-        hit["title"] = f"Acme app {i} crashes all the time, terrible and awful, I want a refund"
-        out.append(hit)
-    return sorted(out, key=lambda h: -h["created_at_i"])
+    title = "Acme app {i} crashes all the time, terrible and awful, I want a refund"
+    return hn_hits(90_000_000, 0, COUNT, title)
 
 
 def test_two_replicas_post_each_alert_once(tmp_path: Path, fresh_postgres_url: str) -> None:

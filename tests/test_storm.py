@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -13,22 +12,15 @@ import respx
 from earshot.config.settings import Secrets, parse_settings
 from earshot.config.wiring import Earshot, build
 
-from .conftest import load_json
+from .conftest import hn_hits
 from .fakeslack import FakeSlack
 
 HN = "https://hn.test/api/v1"
 
 
 def hits(start: int, count: int) -> list[dict[str, Any]]:
-    template = load_json("hn_algolia/search_by_date_story_query_apple.json")["hits"][0]
-    out = []
-    for i in range(start, start + count):
-        hit = copy.deepcopy(template)
-        hit["objectID"] = str(50_000 + i)
-        hit["created_at_i"] = 1_700_000_000 + i
-        hit["title"] = f"Checkout is broken again ({i}), terrible, I want a refund"
-        out.append(hit)
-    return sorted(out, key=lambda h: -h["created_at_i"])
+    title = "Checkout is broken again ({i}), terrible, I want a refund"
+    return hn_hits(50_000, start, count, title)
 
 
 @pytest.fixture
