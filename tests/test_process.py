@@ -36,6 +36,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def run_env(extra: dict[str, str]) -> dict[str, str]:
+    """This environment plus a Slack token, JSON logs and ``extra``."""
+    return {**os.environ, "SLACK_BOT_TOKEN": "xoxb-test", "EARSHOT_LOG_FORMAT": "json", **extra}
+
+
+def start_run(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``earshot run`` as its own process in ``env``."""
+    return subprocess.Popen(
+        [str(EXE), "run", "--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -75,19 +91,8 @@ every = "1h"
 """
         )
         port = free_port()
-        env = {
-            **os.environ,
-            "SLACK_BOT_TOKEN": "xoxb-test",
-            "EARSHOT_HTTP_PORT": str(port),
-            "EARSHOT_LOG_FORMAT": "json",
-        }
-        proc = subprocess.Popen(
-            [str(EXE), "run", "--config", str(config)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        env = run_env({"EARSHOT_HTTP_PORT": str(port)})  # the legacy spelling
+        proc = start_run(config, env)
         base = f"http://127.0.0.1:{port}"
         try:
             assert wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200)
@@ -254,20 +259,8 @@ every = "1h"
 """
         )
         port = free_port()
-        env = {
-            **os.environ,
-            "SLACK_BOT_TOKEN": "xoxb-test",
-            "DATABASE_URL": via_proxy,
-            "EARSHOT_HTTP__PORT": str(port),
-            "EARSHOT_LOG_FORMAT": "json",
-        }
-        proc = subprocess.Popen(
-            [str(EXE), "run", "--config", str(config)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        env = run_env({"DATABASE_URL": via_proxy, "EARSHOT_HTTP__PORT": str(port)})
+        proc = start_run(config, env)
         base = f"http://127.0.0.1:{port}"
 
         def readyz() -> tuple[int, dict[str, Any]]:
