@@ -66,13 +66,15 @@ class FlagHead:
 
     def probability(self, tokens: Iterable[str], polarity: Polarity) -> float:
         """``sigmoid(logit)``, clamped so extreme log-odds never overflow."""
-        z = max(-60.0, min(60.0, self.logit(tokens, polarity)))
-        return 1.0 / (1.0 + math.exp(-z))
+        return _sigmoid(self.logit(tokens, polarity))
 
     def margin(self, tokens: Iterable[str], polarity: Polarity) -> float:
         """How far the log-odds are above (positive) or below the threshold's log-odds."""
+        return self._margin_of(self.logit(tokens, polarity))
+
+    def _margin_of(self, logit: float) -> float:
         t = self.threshold
-        return self.logit(tokens, polarity) - math.log(t / (1.0 - t))
+        return logit - math.log(t / (1.0 - t))
 
     def drivers(self, tokens: Iterable[str], limit: int) -> tuple[str, ...]:
         """The words of ``tokens`` that pushed this head up most, strongest first.
@@ -129,10 +131,10 @@ class FlagModel:
     def decide(self, prepared: str, polarity: Polarity, max_drivers: int = 3) -> FlagDecision:
         """Label a prepared text from its tokens and VADER polarity."""
         tokens = self.tokens(prepared)
-        neg = self.negative.margin(tokens, polarity)
-        pos = self.positive.margin(tokens, polarity)
-        p_neg = self.negative.probability(tokens, polarity)
-        p_pos = self.positive.probability(tokens, polarity)
+        z_neg = self.negative.logit(tokens, polarity)  # each head's sum once, on the hot path
+        z_pos = self.positive.logit(tokens, polarity)
+        neg, pos = self.negative._margin_of(z_neg), self.positive._margin_of(z_pos)
+        p_neg, p_pos = _sigmoid(z_neg), _sigmoid(z_pos)
         compound = polarity[0]
         neg_fires = neg >= 0.0 or (
             self.negative_backstop is not None and compound <= self.negative_backstop
@@ -193,6 +195,11 @@ class FlagModel:
     def default(cls) -> FlagModel:
         """The model fitted on the training split (``flags_fitted.py``), loaded once."""
         return _default_model()
+
+
+def _sigmoid(z: float) -> float:
+    z = max(-60.0, min(60.0, z))
+    return 1.0 / (1.0 + math.exp(-z))
 
 
 @lru_cache(maxsize=1)
