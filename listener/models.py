@@ -42,6 +42,27 @@ class Label(StrEnum):
     UNSCORED = "unscored"
 
 
+class Intent(StrEnum):
+    """What a mention is about, as tags (a mention may carry several, or none).
+
+    ``spam`` covers spam and off-topic text: stored, counted in digests as filtered, never
+    alerted. ``bug``, ``billing`` and ``churn_risk`` are complaint signals: a mention with one
+    goes to the leads whatever its sentiment.
+    """
+
+    BUG = "bug"
+    FEATURE = "feature_request"
+    QUESTION = "question"
+    PRAISE = "praise"
+    BILLING = "billing"
+    CHURN = "churn_risk"
+    SPAM = "spam"
+
+
+#: Intents that make a mention a complaint for routing, even when its sentiment is neutral.
+COMPLAINT_INTENTS = frozenset({Intent.BUG.value, Intent.BILLING.value, Intent.CHURN.value})
+
+
 class MentionStatus(StrEnum):
     """Where a mention stands in the response workflow."""
 

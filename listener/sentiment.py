@@ -52,6 +52,11 @@ class SentimentResult:
     language given or detected (``None`` when unknown). ``skip`` is ``True`` only when the
     classifier was configured to drop non-English text: the pipeline should then store the
     mention without alerting on it.
+
+    ``confidence`` is the calibrated probability of ``label`` where the classifier has one
+    (``None`` for plain VADER); ``intents`` are ``Intent`` values (``"bug"``, ``"churn_risk"``
+    ...), strongest first; ``model`` names the model version that decided (shown in alerts,
+    ``earshot check`` and ``/metrics``).
     """
 
     label: Label
@@ -59,6 +64,9 @@ class SentimentResult:
     reasons: tuple[str, ...] = field(default_factory=tuple)
     language: str | None = None
     skip: bool = False
+    confidence: float | None = None
+    intents: tuple[str, ...] = field(default_factory=tuple)
+    model: str | None = None
 
 
 class Classifier(Protocol):
