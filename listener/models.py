@@ -111,6 +111,14 @@ class Mention(SQLModel, table=True):
     sentiment_reasons: list[str] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
+    #: The calibrated probability of ``sentiment_label`` (``None``: the classifier has none).
+    sentiment_confidence: float | None = None
+    #: ``Intent`` values, strongest first (``["bug", "churn_risk"]``); empty when none fit.
+    intents: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    #: The classifier model version that labelled the mention (shown in the alert).
+    model_version: str | None = Field(default=None, max_length=64)
+    #: How relevant the mention is to its query (0..1; ``None``: not scored).
+    relevance: float | None = None
     status: str = Field(default=MentionStatus.NEW.value, max_length=16, index=True)
     #: The workflow in Slack (see ``listener/workflow.py``; every change is a ``MentionEvent``).
     assignee: str | None = Field(default=None, max_length=64)

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import inspect, text
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel, select
 from typer.testing import CliRunner
 
 from earshot.config import migrations
@@ -283,3 +284,51 @@ def test_db_revision_autogenerates_what_the_models_changed(
     url = f"sqlite:///{tmp_path / 'next.db'}"
     migrations.upgrade(url)
     assert diff(url) == []
+
+
+def test_0003_gives_existing_mentions_no_intents_and_reads_them_back(empty_url: str) -> None:
+    """A mention stored before the meaning columns existed: after 0003 it has ``[]`` intents
+    and no confidence, model or relevance, and the model reads it; new fields round-trip."""
+    migrations.upgrade(empty_url, "0002")
+    engine = make_engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            # The columns 0002 has, typed as they are there.
+            names = ("source", "external_id", "url", "author", "site", "title", "text")
+            typed = [sa.column(name) for name in (*names, "sentiment_label", "status")]
+            typed += [
+                sa.column(n, sa.DateTime(timezone=True)) for n in ("created_at", "fetched_at")
+            ]
+            typed += [sa.column(n, sa.JSON()) for n in ("raw", "sentiment_reasons")]
+            row = dict.fromkeys(names, "") | {"source": "hn", "external_id": "old"}
+            row |= {"sentiment_label": "negative", "status": "new", "raw": {}}
+            row |= {"created_at": utcnow(), "fetched_at": utcnow(), "sentiment_reasons": []}
+            conn.execute(sa.table("mentions", *typed).insert().values(**row))
+    finally:
+        engine.dispose()
+    migrations.upgrade(empty_url, "0003")
+    assert diff(empty_url) == [], UNMIGRATED
+    store = Store.from_url(empty_url)
+    try:
+        with Session(store.engine) as session:
+            old = session.exec(select(Mention).where(Mention.external_id == "old")).one()
+            assert old.intents == []
+            assert (old.sentiment_confidence, old.model_version, old.relevance) == (None,) * 3
+            new = Mention(
+                source="hn",
+                external_id="new",
+                created_at=utcnow(),
+                intents=["bug", "churn_risk"],
+                sentiment_confidence=0.87,
+                model_version="meaning-1",
+                relevance=0.5,
+            )
+            session.add(new)
+            session.commit()
+            session.refresh(new)
+            assert new.intents == ["bug", "churn_risk"]
+            assert (new.sentiment_confidence, new.model_version) == (0.87, "meaning-1")
+    finally:
+        store.engine.dispose()
+    migrations.downgrade(empty_url, "0002")
+    assert migrations.status(empty_url).current == "0002"
