@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from earshot.listener.models import Intent
 from earshot.listener.query import QuerySet, QuerySyntaxError
 from earshot.listener.sources import SOURCE_TYPES, Source
 
@@ -315,6 +316,7 @@ else:
 
 
 _LABELS = ("negative", "mixed", "unscored", "neutral", "positive")
+_INTENTS = tuple(intent.value for intent in Intent)
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -330,6 +332,8 @@ class RouteSettings(_Section):
     tag: str | None = None
     source: Annotated[list[str], BeforeValidator(_strings)] = Field(default_factory=list)
     sentiment: Annotated[list[str], BeforeValidator(_strings)] = Field(default_factory=list)
+    #: Matches a mention with any of these intent tags (``bug``, ``churn_risk``, ``spam``...).
+    intents: Annotated[list[str], BeforeValidator(_strings)] = Field(default_factory=list)
     min_rating: int | None = Field(None, ge=1, le=5)
     max_rating: int | None = Field(None, ge=1, le=5)
     action: Literal["instant", "hourly", "daily", "ignore"] = "instant"
@@ -344,6 +348,16 @@ class RouteSettings(_Section):
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ValueError(f"unknown sentiment {label!r}{hint}; known: {', '.join(_LABELS)}")
         return labels
+
+    @field_validator("intents")
+    @classmethod
+    def _intents(cls, intents: list[str]) -> list[str]:
+        for intent in intents:
+            if intent not in _INTENTS:
+                close = difflib.get_close_matches(intent, _INTENTS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown intent {intent!r}{hint}; known: {', '.join(_INTENTS)}")
+        return intents
 
     @field_validator("source")
     @classmethod

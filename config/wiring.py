@@ -167,6 +167,7 @@ def route_rules(settings: Settings) -> list[RouteRule]:
             tags=frozenset([route.tag] if route.tag is not None else []),
             sources=frozenset(route.source),
             sentiments=frozenset(route.sentiment),
+            intents=frozenset(route.intents),
             min_rating=route.min_rating,
             max_rating=route.max_rating,
         )

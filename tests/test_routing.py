@@ -24,7 +24,11 @@ def m(
     query: str | None = "checkout",
     rating: int | None = None,
     n: int = 1,
+    intents: tuple[str, ...] | None = None,
+    relevance: float | None = None,
 ) -> Mention:
+    if intents is None:  # a positive mention is praise unless a test says otherwise
+        intents = ("praise",) if label == "positive" else ()
     return Mention(
         source=source,
         external_id=f"r{n}",
@@ -33,10 +37,12 @@ def m(
         matched_query=query,
         rating=rating,
         url=f"https://example.test/{n}",
+        intents=list(intents),
+        relevance=relevance,
     )
 
 
-def test_default_rules_reproduce_the_old_router() -> None:
+def test_default_rules_alert_complaints_and_amplify_praise() -> None:
     router = Router("#alerts", "#wins")
     assert router.routes(m("negative")) == [("#alerts", "alert")]
     assert router.routes(m("mixed")) == [("#alerts", "alert")]
@@ -45,6 +51,75 @@ def test_default_rules_reproduce_the_old_router() -> None:
     assert router.routes(m("neutral")) == []
     assert Router(None, "#wins").routes(m("negative")) == []
     assert Router("#alerts", None).routes(m("positive")) == []
+
+
+def test_spam_is_stored_not_alerted_whatever_its_sentiment() -> None:
+    router = Router("#alerts", "#wins")
+    for label in ("negative", "mixed", "unscored", "neutral", "positive"):
+        spam = m(label, intents=("spam",))
+        decision = router.decide(spam)
+        assert decision is not None and decision.action is Action.IGNORE, label
+        assert router.routes(spam) == [] and spam.digest is None
+    # Spam that also looks like praise or a complaint is still spam.
+    assert router.routes(m("positive", intents=("praise", "spam"))) == []
+    assert router.routes(m("negative", intents=("bug", "spam"))) == []
+
+
+@pytest.mark.parametrize("intent", ["bug", "billing", "churn_risk"])
+@pytest.mark.parametrize("label", ["neutral", "positive"])
+def test_a_complaint_intent_goes_to_the_leads_whatever_the_sentiment(
+    label: str, intent: str
+) -> None:
+    router = Router("#alerts", "#wins")
+    assert router.routes(m(label, intents=(intent,))) == [("#alerts", "alert")]
+    # ... even when it is praise too: a complaint never reaches the amplify channel.
+    assert router.routes(m(label, intents=("praise", intent))) == [("#alerts", "alert")]
+    # Without an alerts channel it is stored only, still not amplified.
+    assert Router(None, "#wins").routes(m(label, intents=("praise", intent))) == []
+
+
+def test_only_praise_is_amplified() -> None:
+    router = Router("#alerts", "#wins")
+    assert router.routes(m("positive", intents=("praise",))) == [("#wins", "alert")]
+    assert router.routes(m("positive", intents=("question", "praise"))) == [("#wins", "alert")]
+    assert router.routes(m("positive", intents=())) == []
+    assert router.routes(m("positive", intents=("feature_request",))) == []
+    assert router.routes(m("neutral", intents=("praise",))) == []
+
+
+def test_praise_below_the_relevance_floor_is_not_amplified() -> None:
+    router = Router("#alerts", "#wins")
+    assert router.routes(m("positive", relevance=0.49)) == []
+    assert router.routes(m("positive", relevance=0.5)) == [("#wins", "alert")]
+    assert router.routes(m("positive", relevance=None)) == [("#wins", "alert")]  # not scored
+    assert Router("#alerts", "#wins", min_relevance=None).routes(m("positive", relevance=0.1)) == [
+        ("#wins", "alert")
+    ]
+    # Relevance never holds back a complaint.
+    assert router.routes(m("negative", relevance=0.0)) == [("#alerts", "alert")]
+
+
+def test_rules_match_on_intents_and_come_before_the_defaults() -> None:
+    rules = [
+        RouteRule(Action.INSTANT, "#spam-review", intents=frozenset({"spam"})),
+        RouteRule(Action.INSTANT, "#billing", intents=frozenset({"billing", "churn_risk"})),
+        RouteRule(Action.DAILY, "#product", intents=frozenset({"feature_request"})),
+    ]
+    router = Router("#alerts", "#wins", rules=rules)
+    # Any one of the rule's intents matches.
+    assert router.routes(m("negative", intents=("churn_risk",))) == [("#billing", "alert")]
+    assert router.routes(m("positive", intents=("praise", "billing"))) == [("#billing", "alert")]
+    # A user rule may send spam somewhere: it is taken as written.
+    assert router.routes(m("positive", intents=("spam",))) == [("#spam-review", "alert")]
+    feature = m("neutral", intents=("feature_request",))
+    assert router.routes(feature) == [] and (feature.digest, feature.digest_channel) == (
+        "daily",
+        "#product",
+    )
+    # Mentions no user rule matches fall to the safe defaults.
+    assert router.routes(m("neutral", intents=("bug",))) == [("#alerts", "alert")]
+    assert router.routes(m("positive")) == [("#wins", "alert")]
+    assert router.routes(m("negative", intents=())) == [("#alerts", "alert")]
 
 
 def test_first_match_wins_and_conditions_combine() -> None:
@@ -113,6 +188,38 @@ def test_config_routes_and_query_channels_become_rules() -> None:
     assert router.routes(m("positive", query="acme")) == [("#wins", "alert")]
 
 
+def test_config_routes_match_on_intents() -> None:
+    s = settings(
+        routes=[
+            {"intents": "spam", "action": "ignore"},
+            {"intents": ["billing", "churn_risk"], "channel": "#retention"},
+            {"sentiment": "positive", "intents": ["feature_request"], "channel": "#product"},
+        ]
+    )
+    rules = route_rules(s)  # type: ignore[arg-type]
+    assert rules[1].intents == frozenset({"billing", "churn_risk"})
+    router = Router("#alerts", "#wins", rules=rules, tags=s.product.tags())  # type: ignore[attr-defined]
+    assert router.routes(m("neutral", query="acme", intents=("churn_risk",))) == [
+        ("#retention", "alert")
+    ]
+    assert router.routes(m("positive", query="acme", intents=("feature_request",))) == [
+        ("#product", "alert")
+    ]
+    # Both conditions of a rule must hold: a negative feature request is a plain complaint.
+    assert router.routes(m("negative", query="acme", intents=("feature_request",))) == [
+        ("#alerts", "alert")
+    ]
+
+
+def test_a_query_channel_gets_its_complaints_by_intent_too_but_not_spam() -> None:
+    s = settings()
+    router = Router("#alerts", "#wins", rules=route_rules(s), tags=s.product.tags())  # type: ignore[arg-type, attr-defined]
+    assert router.routes(m("neutral", intents=("bug",))) == [("#payments", "alert")]
+    assert router.routes(m("positive", intents=("praise", "billing"))) == [("#payments", "alert")]
+    assert router.routes(m("negative", intents=("spam",))) == []
+    assert router.routes(m("positive")) == [("#wins", "alert")]
+
+
 @pytest.mark.parametrize(
     ("routes", "message"),
     [
@@ -124,6 +231,11 @@ def test_config_routes_and_query_channels_become_rules() -> None:
         ([{"action": "daily"}], "channel: required for action 'daily'"),
         ([{"actoin": "daily"}], "routes[0].actoin: unknown key (did you mean 'action'?)"),
         ([{"min_rating": 5, "max_rating": 1, "channel": "#c"}], "min_rating: must not be above"),
+        (
+            [{"intents": ["bug", "churn"], "channel": "#c"}],
+            "routes[0].intents: unknown intent 'churn' (did you mean 'churn_risk'?);"
+            " known: bug, feature_request, question, praise, billing, churn_risk, spam",
+        ),
     ],
 )
 def test_bad_routes_name_the_key(routes: list[dict[str, object]], message: str) -> None:
