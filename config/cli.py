@@ -513,6 +513,7 @@ def report(
     console.print(
         f"[bold]{digest.total} mentions[/bold] since {period.start:%Y-%m-%d %H:%M} UTC, "
         f"{digest.change:+d}{pct} vs the {since} before"
+        + (f"; {digest.filtered} filtered as spam or off-topic" if digest.filtered else "")
     )
     counts = Table(title="By sentiment")
     for column in ("sentiment", "now", "before", "change"):

@@ -10,6 +10,10 @@ chart) in the outbox under a key naming the period, e.g.
 (``Mention.digest_key``). The outbox key is unique, so a digest is queued once however often
 the job runs and however many replicas run it; a mention is listed by exactly one digest,
 and one that arrives late waits for the next.
+
+Spam and off-topic mentions (intent ``spam``) that no rule sent anywhere are *filtered*: the
+digest counts them (``Digest.filtered``, every query's) and leaves them out of its other
+figures.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, true, update
+from sqlalchemy import Text, and_, cast, func, not_, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
 from .models import (
     UNHANDLED_STATUSES,
     Delivery,
     DeliveryStatus,
+    Intent,
     Label,
     Mention,
     MentionStatus,
@@ -233,6 +238,8 @@ class Digest:
     days: list[DayCount] = field(default_factory=list)
     response_times: list[ResponseTimes] = field(default_factory=list)
     chart: bool = False
+    #: Spam and off-topic mentions of the period, stored and never alerted (all queries).
+    filtered: int = 0
 
     @property
     def change(self) -> int:
@@ -309,9 +316,35 @@ def response_times(
     ]
 
 
+#: ``Mention.intents`` is a JSON list of ``Intent`` values: its text holds ``"spam"`` (with
+#: the quotes) exactly when the list does, on SQLite and PostgreSQL alike.
+_SPAM_JSON = f'%"{Intent.SPAM.value}"%'
+
+
+def _filtered() -> Any:
+    """SQL: a spam mention that no rule sent anywhere (no alert, not held for a digest)."""
+    alerted = select(Delivery.mention_id).where(
+        Delivery.kind == "alert", col(Delivery.mention_id).is_not(None)
+    )
+    return and_(
+        cast(col(Mention.intents), Text).like(_SPAM_JSON),
+        col(Mention.digest).is_(None),
+        col(Mention.id).not_in(alerted),
+    )
+
+
+def _filtered_count(session: Session, start: datetime, end: datetime) -> int:
+    count = session.exec(
+        select(func.count())
+        .select_from(Mention)
+        .where(col(Mention.created_at) >= start, col(Mention.created_at) < end, _filtered())
+    ).one()
+    return int(count)
+
+
 def _scoped(scope: Scope, channel: str) -> Any:
     if scope == "all":
-        return true()
+        return not_(_filtered())
     alerted = select(Delivery.mention_id).where(
         Delivery.channel == channel, Delivery.kind == "alert"
     )
@@ -415,8 +448,9 @@ def build_digest(
     Counts by source and sentiment of the mentions created in the period (and in the one
     before, for the change), the most negative and most positive of them, the mentions held
     for this digest, the channel's alerts still unhandled, mentions per day and label for
-    the chart (at least ``CHART_DAYS`` days), and for weekly digests the response times of
-    every channel.
+    the chart (at least ``CHART_DAYS`` days), for weekly digests the response times of
+    every channel, and the number of spam mentions filtered in the period (``scope="all"``
+    leaves them out of the other figures; ``routed`` never had them).
     """
     if session is None:
         with Session(store.engine) as own:
@@ -463,6 +497,7 @@ def _build(
         unhandled_total=unhandled_total,
         days=_days(charted, tz, first_day, last_day),
         chart=chart,
+        filtered=_filtered_count(session, period.start, period.end),
     )
     if period.kind == "weekly":
         digest.response_times = response_times(store, period.start, period.end)

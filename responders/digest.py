@@ -1,11 +1,11 @@
 """Rendering digests, spike alerts and the chart, and uploading the chart to Slack.
 
 * ``render_digest(digest)``: Block Kit for a digest (``earshot.listener.digest.Digest``):
-  counts by source and sentiment, the change from the previous period, top negative and
-  positive mentions with links, the mentions held for this digest, alerts still unhandled,
-  and (weekly) response times per channel. Untrusted text is escaped (``safe``) and links
-  are written by us from sanitized http(s) URLs only; the message stays within Block Kit
-  limits (``validate_message``).
+  counts by source and sentiment, the change from the previous period, the spam filtered,
+  top negative and positive mentions with links, the mentions held for this digest, alerts
+  still unhandled, and (weekly) response times per channel. Untrusted text is escaped
+  (``safe``) and links are written by us from sanitized http(s) URLs only; the message
+  stays within Block Kit limits (``validate_message``).
 * ``render_spike(payload)``: a spike alert.
 * ``chart_png(days, title)``: the volume and sentiment per day chart (matplotlib, Agg).
 * ``SlackFileChannel``: sends chart rows with ``WebClient.files_upload_v2``.
@@ -137,6 +137,10 @@ def _change(digest: Digest) -> str:
     return f"{change:+d} ({digest.change_percent:+.0f}%) vs the previous period"
 
 
+def _filtered(count: int) -> str:
+    return f"{count} filtered as spam or off-topic (stored, not alerted)"
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -171,6 +175,8 @@ def render_digest(digest: Digest) -> RenderedMessage:
         f"{safe(source_name(s), 40)} {n}" for s, n in sorted(digest.by_source.items())
     )
     summary = f"*{digest.total} mentions*, {_change(digest)}"
+    if digest.filtered:
+        summary += f"\n{_filtered(digest.filtered)}"
     fields = [
         {"type": "mrkdwn", "text": text[:2000], "verbatim": True}
         for text in (f"*By sentiment*\n{sentiments or '-'}", f"*By source*\n{sources or '-'}")
@@ -241,6 +247,7 @@ def digest_text(digest: Digest) -> str:
         f"{_TITLES.get(digest.kind, 'Digest')} · {digest.channel}",
         f"{digest.start} – {digest.end} ({digest.timezone})",
         f"{digest.total} mentions, {_change(digest)}",
+        *([_filtered(digest.filtered)] if digest.filtered else []),
         "by sentiment: " + ", ".join(f"{k} {v}" for k, v in sorted(digest.by_sentiment.items())),
         "by source: " + ", ".join(f"{k} {v}" for k, v in sorted(digest.by_source.items())),
     ]

@@ -326,3 +326,56 @@ def test_report_command_prints_tables_and_writes_the_chart(tmp_path: Path) -> No
     assert png_size(chart.read_bytes()) == (800, 400)
     bad = CliRunner().invoke(app, ["report", "--config", str(config), "--since", "soon"])
     assert bad.exit_code == 2 and "--since" in bad.output
+
+
+def test_spam_is_counted_as_filtered_and_left_out_of_the_figures(
+    loaded: tuple[Store, list[Mention]],
+) -> None:
+    store, _mentions = loaded
+    now = datetime(2026, 11, 23, 0, 5, tzinfo=UTC)
+    period = due_period("daily", SCHEDULE, now)
+    before = build_digest(store, period)
+    before_all = build_digest(store, period, scope="all")
+    rng = random.Random(7)
+    at = datetime(2026, 11, 22, 12, tzinfo=UTC)
+    spam = []
+    for label in ("negative", "positive", "neutral", "mixed"):
+        item = mention(rng, at, "checkout", source="hackernews", label=label)
+        item.intents = ["spam"] if label != "mixed" else ["question", "spam"]
+        spam.append(item)
+    earlier = mention(
+        rng, at - timedelta(days=1), "checkout", source="hackernews", label="negative"
+    )
+    earlier.intents = ["spam"]  # the period before: not this digest's
+    store_all(store, [*spam, earlier], router().routes)
+    # One more spam post that a configured rule sends to a review channel: not filtered.
+    review = mention(rng, at, "checkout", source="hackernews", label="negative")
+    review.intents = ["spam"]
+    to_review = Router(
+        ALERTS, WINS, rules=[RouteRule(Action.INSTANT, "#spam", intents=frozenset({"spam"}))]
+    )
+    store_all(store, [review], to_review.routes)
+    with Session(store.engine) as session:
+        queued = {d.mention_id for d in session.exec(select(Delivery))}
+    assert not {m.id for m in [*spam, earlier]} & queued and review.id in queued
+
+    digest = build_digest(store, period)
+    assert digest.filtered == len(spam) == 4
+    assert (digest.total, digest.by_sentiment) == (before.total, before.by_sentiment)
+    everything = build_digest(store, period, scope="all")
+    assert everything.filtered == 4
+    assert everything.total == before_all.total + 1  # the reviewed one counts, the rest not
+    assert everything.previous_total == before_all.previous_total  # ``earlier`` is spam
+    assert not {m.id for m in spam} & {
+        i.id for i in everything.top_negative + everything.top_positive
+    }
+    assert sum(d.total for d in everything.days) == sum(d.total for d in before_all.days) + 1
+
+    message = render_digest(Digest.from_payload(digest.to_payload()))
+    assert validate_message({"text": message.text, "blocks": message.blocks}) == []
+    assert "4 filtered as spam or off-topic" in str(message.blocks)
+    # A digest queued before the field existed still reads (no ``filtered`` key).
+    old = digest.to_payload()
+    del old["filtered"]
+    assert Digest.from_payload(old).filtered == 0
+    assert "filtered" not in str(render_digest(Digest.from_payload(old)).blocks)
