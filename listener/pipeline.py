@@ -309,6 +309,15 @@ class Pipeline:
         mention.sentiment_label = str(result.label)
         mention.sentiment_score = round(float(result.score), 4)
         mention.sentiment_reasons = list(result.reasons)
+        # Classifiers written before the meaning fields (a plugin, a test stub) return the
+        # old shape: no confidence, no intents, no model name.
+        confidence = getattr(result, "confidence", None)
+        mention.sentiment_confidence = (
+            round(float(confidence), 4) if confidence is not None else None
+        )
+        mention.intents = [str(intent) for intent in getattr(result, "intents", None) or ()]
+        model = getattr(result, "model", None)
+        mention.model_version = str(model)[:64] if model else None
         if result.language and not mention.language:
             mention.language = result.language[:16]
         if getattr(result, "skip", False):

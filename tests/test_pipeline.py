@@ -5,16 +5,20 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import respx
+from sqlmodel import Session, col, select
 
 from earshot.config.service import run_once
 from earshot.config.settings import Secrets, parse_settings
 from earshot.config.wiring import Earshot, build
+from earshot.listener.models import Intent, Label, Mention
+from earshot.listener.sentiment import SentimentResult
 from earshot.responders.blocks import validate_blocks, validate_message
 
 from .conftest import load_json
@@ -251,13 +255,99 @@ def test_neutral_mentions_are_stored_without_alert(slack: FakeSlack, tmp_path: P
         app = make_app(slack, f"sqlite:///{tmp_path / 'e.db'}")
         reports = app.pipeline.poll_all(app.sources, force=True)
         app.worker.drain(timeout=10)
+        with Session(app.store.engine) as session:
+            stored = list(session.exec(select(Mention)))
         app.close()
     labels: dict[str, int] = {}
     for report in reports:
         for label, count in report.labels.items():
             labels[label] = labels.get(label, 0) + count
     assert labels.get("neutral", 0) > 0
-    alerted = sum(count for label, count in labels.items() if label != "neutral")
-    assert len(slack.messages) == alerted
+    # The safe routing, spelled out: spam nowhere; complaints (by label or intent) and
+    # unscored text to the alerts channel; praise to the amplify channel; the rest stored.
+    expected: dict[str, list[str]] = {"#cx-alerts": [], "#cx-wins": []}
+    for mention in stored:
+        tags = set(mention.intents)
+        label = mention.sentiment_label
+        if "spam" in tags:
+            continue
+        if label in ("negative", "mixed", "unscored") or tags & {"bug", "billing", "churn_risk"}:
+            expected["#cx-alerts"].append(str(mention.id))
+        elif label == "positive" and "praise" in tags:
+            expected["#cx-wins"].append(str(mention.id))
+    assert expected["#cx-alerts"]
+    posted: dict[str, list[str]] = {"#cx-alerts": [], "#cx-wins": []}
+    for message in slack.messages:
+        posted[message["channel"]].append(str(message["metadata"]["event_payload"]["mention_id"]))
+    assert {k: sorted(v) for k, v in posted.items()} == {k: sorted(v) for k, v in expected.items()}
+    assert len(slack.messages) < len(stored)
     for message in slack.messages:
         assert json.dumps(message["blocks"])
+
+
+@dataclass(frozen=True)
+class OldShape:
+    """A classifier result from before the meaning fields: no confidence, intents, model."""
+
+    label: Label
+    score: float
+    reasons: tuple[str, ...] = ()
+    language: str | None = None
+    skip: bool = False
+
+
+class Stub:
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    def classify(self, text: str, rating: int | None = None, language: str | None = None) -> Any:
+        return self.result
+
+
+def poll_with(slack: FakeSlack, database_url: str, result: Any) -> list[Mention]:
+    with respx.mock(assert_all_called=False) as router:
+        router.route(host="127.0.0.1").pass_through()
+        mock_sources(router)
+        app = make_app(slack, database_url)
+        app.pipeline.classifier = Stub(result)
+        reports = app.pipeline.poll_all(app.sources, force=True)
+        app.worker.drain(timeout=10)
+        with Session(app.store.engine) as session:
+            stored = list(session.exec(select(Mention).order_by(col(Mention.id))))
+        app.close()
+    assert sum(report.stored for report in reports) == len(stored) > 5
+    return stored
+
+
+def test_the_classifiers_meaning_is_stored_and_a_positive_complaint_goes_to_the_leads(
+    slack: FakeSlack, database_url: str
+) -> None:
+    result = SentimentResult(
+        Label.POSITIVE,
+        0.61,
+        ("love",),
+        confidence=0.912345,
+        intents=(Intent.BUG, Intent.CHURN),
+        model="meaning-test-1",
+    )
+    stored = poll_with(slack, database_url, result)
+    for mention in stored:
+        assert mention.intents == ["bug", "churn_risk"]
+        assert mention.sentiment_confidence == 0.9123
+        assert mention.model_version == "meaning-test-1"
+        assert mention.relevance is None
+    # Positive, but tagged bug and churn risk: every alert went to the leads, none to wins.
+    assert {m["channel"] for m in slack.messages} == {"#cx-alerts"}
+    assert len(slack.messages) == len(stored)
+
+
+def test_a_classifier_returning_the_old_shape_still_works(
+    slack: FakeSlack, database_url: str
+) -> None:
+    stored = poll_with(slack, database_url, OldShape(Label.POSITIVE, 0.7, ("great",)))
+    for mention in stored:
+        assert mention.sentiment_label == "positive" and mention.sentiment_reasons == ["great"]
+        assert mention.intents == []
+        assert mention.sentiment_confidence is None and mention.model_version is None
+    # A positive without the praise tag is stored, not amplified.
+    assert slack.messages == []
