@@ -40,6 +40,7 @@ from .models import (
     utcnow,
 )
 from .pipeline import Router
+from .routing import DIGEST_ACTIONS, KIND_ALERT, Action
 from .store import Route, Store
 
 logger = logging.getLogger("earshot.listener.workflow")
@@ -59,6 +60,10 @@ RULES: dict[str, tuple[frozenset[str], str]] = {
 #: Outbox kinds queued by the workflow (the delivery worker renders them).
 KIND_WIN = "win"
 KIND_THREAD = "thread_reply"
+
+#: Audit actions that correct the sentiment label (``relabel``): the "Wrong sentiment" modal
+#: and the "Send to leads" button of positive alerts.
+CORRECTION_ACTIONS = frozenset({"wrong_sentiment", "send_to_leads"})
 
 
 @dataclass(frozen=True)
@@ -255,6 +260,109 @@ def record(
         return Transition(True, mention, event=event)
 
 
+def reroute_key(mention_id: int, channel: str) -> str:
+    """The outbox key of a corrected mention's alert in ``channel``: one per mention and
+    channel, whichever correction, click, replica or retry queues it."""
+    return f"reroute:{mention_id}:{channel}"
+
+
+def relabel(
+    store: Store,
+    mention_id: int,
+    label: Label | str,
+    actor: Actor,
+    *,
+    action: str = "wrong_sentiment",
+    router: Router | None = None,
+    dedupe_key: str | None = None,
+    detail: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Transition:
+    """Correct a mention's sentiment to ``label`` and send it where that label routes, once.
+
+    One transaction: ``Mention.sentiment_label`` becomes ``label`` (digests and reports count
+    the corrected label), a ``SentimentCorrection`` and a ``MentionEvent`` (``action``, with
+    ``label``, ``old_label`` and, when it moved, ``sent_to``) are written, and, when
+    ``router`` sends the new label to a channel the mention has no alert in yet and the
+    mention is still open, an alert is queued there (key ``reroute_key``). A digest rule
+    marks the mention for that digest instead, unless a digest listed it already. A label
+    that routes nowhere (neutral, by default) changes only the label.
+
+    The mention row is locked first (a no-op ``UPDATE``), so two clicks or two replicas are
+    taken one after the other; a repeated ``dedupe_key`` (a redelivered payload) changes
+    nothing (``duplicate``), a mention that already has ``label`` neither (``changed`` is
+    False, ``last`` the correction that set it), and the outbox key makes a second alert
+    in the same channel impossible.
+    """
+    if action not in CORRECTION_ACTIONS:
+        raise ValueError(f"unknown correction action {action!r}")
+    new = Label(label)
+    if new is Label.UNSCORED:
+        raise ValueError("a correction must name a sentiment, not 'unscored'")
+    now = now or utcnow()
+    mentions = _table("mentions")
+    with Session(store.engine) as session:
+        locked = session.execute(
+            update(mentions)
+            .where(mentions.c.id == mention_id)
+            .values(sentiment_label=mentions.c.sentiment_label)
+        )
+        if not locked.rowcount:  # type: ignore[attr-defined]
+            session.rollback()
+            return Transition(False, None)
+        if _event_exists(session, dedupe_key):
+            session.rollback()
+            return Transition(False, _detached(session, mention_id), duplicate=True)
+        mention = _detached(session, mention_id)
+        assert mention is not None
+        old = mention.sentiment_label or Label.UNSCORED.value
+        if old == new.value:  # a double click, a stale modal: nothing to correct
+            session.rollback()
+            last = _last_event(session, mention_id, sorted(CORRECTION_ACTIONS))
+            return Transition(False, mention, last=last)
+        mention.sentiment_label = new.value  # a detached copy: what the router looks at
+        values: dict[str, Any] = {"sentiment_label": new.value}
+        info: dict[str, Any] = {**(detail or {}), "label": new.value, "old_label": old}
+        decision = router.decide(mention) if router is not None else None
+        if decision is not None and decision.channel and decision.action is not Action.IGNORE:
+            channel = decision.channel
+            if decision.action in DIGEST_ACTIONS:
+                held = (mention.digest, mention.digest_channel) == (decision.action.value, channel)
+                if mention.digest_key is None and not held:
+                    values.update(digest=decision.action.value, digest_channel=channel)
+                    info.update(sent_to=channel, digest=decision.action.value)
+            elif mention.status in OPEN and channel not in _alert_channels(session, mention_id):
+                key = reroute_key(mention_id, channel)
+                payload = {"rerouted_from": old, "label": new.value, "by": actor.user_id}
+                store.queue(session, key, channel, KIND_ALERT, payload, mention_id)
+                info.update(sent_to=channel, outbox_key=key)
+        session.execute(update(mentions).where(mentions.c.id == mention_id).values(**values))
+        record_correction(session, mention_id, old, new, actor.user_id, commit=False)
+        event = MentionEvent(
+            mention_id=mention_id,
+            action=action,
+            user_id=actor.user_id,
+            user_name=actor.user_name,
+            at=now,
+            detail=info,
+            dedupe_key=dedupe_key,
+        )
+        session.add(event)
+        session.commit()
+        session.refresh(event)
+        session.expunge(event)
+        return Transition(True, _detached(session, mention_id), event=event)
+
+
+def _alert_channels(session: Session, mention_id: int) -> set[str]:
+    rows = session.exec(
+        select(Delivery.channel).where(
+            Delivery.mention_id == mention_id, Delivery.kind == KIND_ALERT
+        )
+    )
+    return set(rows)
+
+
 def events(store: Store, mention_id: int) -> list[MentionEvent]:
     """A mention's audit trail, oldest first."""
     with Session(store.engine) as session:
@@ -287,6 +395,46 @@ def alert_message(store: Store, mention_id: int) -> tuple[str, str] | None:
     if row is None or not row[0] or not row[1]:
         return None
     return str(row[0]), str(row[1])
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    """One alert of a mention (the first one, or one sent after a correction re-routed it).
+
+    ``channel`` is the configured channel (``#cx-alerts``); ``message_channel`` and ``ts``
+    say where Slack put it (``None`` while it is not sent).
+    """
+
+    delivery_id: int
+    channel: str
+    message_channel: str | None
+    ts: str | None
+    key: str = ""
+
+    @property
+    def rerouted(self) -> bool:
+        """Queued by a correction (``relabel``), not by the pipeline."""
+        return self.key.startswith("reroute:")
+
+
+def alert_messages(store: Store, mention_id: int) -> list[AlertMessage]:
+    """Every alert outbox row of a mention, sent or not, oldest first."""
+    with Session(store.engine) as session:
+        rows = session.exec(
+            select(Delivery)
+            .where(Delivery.mention_id == mention_id, Delivery.kind == KIND_ALERT)
+            .order_by(col(Delivery.id))
+        ).all()
+        return [
+            AlertMessage(
+                int(row.id or 0),
+                row.channel,
+                row.message_channel,
+                row.message_ts,
+                row.idempotency_key,
+            )
+            for row in rows
+        ]
 
 
 def unhandled(store: Store, channel: str | None, limit: int = 10) -> list[tuple[Mention, Delivery]]:
