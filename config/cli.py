@@ -280,6 +280,15 @@ def export(
             "(the latest per mention, all of them; --since does not apply).",
         ),
     ] = False,
+    relevance: Annotated[
+        bool,
+        typer.Option(
+            "--relevance",
+            help="Export relevance judgements as CSV for training: 'Not relevant' clicks "
+            "(relevant=0) and sentiment corrections (relevant=1, with the label), each with "
+            "the matched query (the latest per mention; --since does not apply).",
+        ),
+    ] = False,
     since: Annotated[
         str, typer.Option(help="How far back: '7d', '24h', '30m' (by approval time).")
     ] = "7d",
@@ -288,8 +297,8 @@ def export(
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
 ) -> None:
-    """Write approved mentions (CSV or JSON, for marketing tools) or sentiment corrections
-    (labelled CSV that `earshot eval` reads)."""
+    """Write approved mentions (CSV or JSON, for marketing tools), sentiment corrections
+    (labelled CSV that `earshot eval` reads) or relevance judgements (CSV for training)."""
     from datetime import timedelta
     from typing import Literal
 
@@ -299,14 +308,14 @@ def export(
 
     from .settings import parse_duration
 
-    if approved == corrections:
-        typer.echo("pass one of --approved or --corrections", err=True)
+    if approved + corrections + relevance != 1:
+        typer.echo("pass one of --approved, --corrections or --relevance", err=True)
         raise typer.Exit(2)
-    if corrections:
+    if corrections or relevance:
         if fmt != "csv":
-            typer.echo("--corrections writes CSV only (what `earshot eval` reads)", err=True)
+            typer.echo("--corrections and --relevance write CSV only", err=True)
             raise typer.Exit(2)
-        _export_corrections(config, output)
+        _export_corrections(config, output, relevance=relevance)
         return
     if fmt not in ("csv", "json"):
         typer.echo("--format must be 'csv' or 'json'", err=True)
@@ -330,23 +339,33 @@ def export(
         typer.echo(f"{len(rows)} approved mentions written to {output}", err=True)
 
 
-def _export_corrections(config: Path, output: Path | None) -> None:
+def _export_corrections(config: Path, output: Path | None, *, relevance: bool = False) -> None:
     from sqlmodel import Session
 
-    from earshot.listener.corrections import export_corrections_csv, latest_corrections
+    from earshot.listener.corrections import (
+        export_corrections_csv,
+        export_relevance_csv,
+        latest_corrections,
+        relevance_judgements,
+    )
 
+    write = export_relevance_csv if relevance else export_corrections_csv
     store = _store(config)
     try:
         with Session(store.engine) as session:
             if output is None:
-                export_corrections_csv(session, sys.stdout)
+                write(session, sys.stdout)
                 return
             with output.open("w", encoding="utf-8", newline="") as out:
-                export_corrections_csv(session, out)
-            count = len(latest_corrections(session))
+                write(session, out)
+            if relevance:
+                count = len(relevance_judgements(session))
+            else:
+                count = len(latest_corrections(session))
     finally:
         store.engine.dispose()
-    typer.echo(f"{count} corrected mentions written to {output}", err=True)
+    what = "judged" if relevance else "corrected"
+    typer.echo(f"{count} {what} mentions written to {output}", err=True)
 
 
 db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)

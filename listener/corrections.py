@@ -13,6 +13,12 @@ a CSV that ``earshot eval`` and ``earshot.listener.evaluation.load_examples`` re
     ...                       new_label="negative", user_id="U123")
     ...     csv_text = export_corrections_csv(session)
 
+``export_relevance_csv`` writes the relevance judgements (``earshot export --relevance``):
+a "Not relevant" click is a negative example (``relevant`` 0), a sentiment correction a
+positive one (``relevant`` 1, with the corrected ``label``), each with the query that matched,
+as ``id,text,stars,query,relevant,label,user_id,created_at``; the latest judgement of each
+mention counts. It is for training a relevance filter; ``earshot eval`` reads the other CSV.
+
 The table is part of ``SQLModel.metadata`` once this module is imported: import it before
 ``Store.create_schema()`` so the table is created with the others.
 """
@@ -28,7 +34,7 @@ from typing import TextIO
 from sqlalchemy import Column, DateTime
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from .models import Label, Mention, as_utc, utcnow
+from .models import Label, Mention, MentionEvent, as_utc, utcnow
 
 
 class SentimentCorrection(SQLModel, table=True):
@@ -105,6 +111,72 @@ def export_corrections_csv(session: Session, out: TextIO | None = None) -> str:
                 correction.old_label,
                 correction.user_id,
                 created.isoformat() if created else "",
+            ]
+        )
+    content = buffer.getvalue()
+    if out is not None:
+        out.write(content)
+    return content
+
+
+#: The header of ``export_relevance_csv``.
+RELEVANCE_COLUMNS = ["id", "text", "stars", "query", "relevant", "label", "user_id", "created_at"]
+
+
+def relevance_judgements(session: Session) -> list[tuple[Mention, bool, str, str, datetime]]:
+    """The latest relevance judgement of each judged mention, oldest first.
+
+    ``(mention, relevant, label, user_id, at)``: a "Not relevant" click (a ``not_relevant``
+    audit row) says not relevant (``label`` empty); a sentiment correction says relevant,
+    with the corrected label.
+    """
+    found: list[tuple[datetime, int, Mention, bool, str, str]] = []
+    clicks = session.exec(
+        select(MentionEvent, Mention)
+        .join(Mention, col(Mention.id) == col(MentionEvent.mention_id))
+        .where(MentionEvent.action == "not_relevant")
+    ).all()
+    for event, mention in clicks:
+        at = as_utc(event.at) or utcnow()
+        found.append((at, 1, mention, False, "", event.user_id))
+    corrections = session.exec(
+        select(SentimentCorrection, Mention).join(
+            Mention, col(Mention.id) == col(SentimentCorrection.mention_id)
+        )
+    ).all()
+    for correction, mention in corrections:
+        at = as_utc(correction.created_at) or utcnow()
+        found.append((at, 0, mention, True, correction.new_label, correction.user_id))
+    latest: dict[int, tuple[Mention, bool, str, str, datetime]] = {}
+    # Same instant: the click (1) sorts after the correction (0) and wins.
+    for at, _order, mention, relevant, label, user in sorted(
+        found, key=lambda row: (row[0], row[1], row[2].id or 0)
+    ):
+        key = int(mention.id or 0)
+        latest.pop(key, None)  # re-insert so the order follows the latest
+        latest[key] = (mention, relevant, label, user, at)
+    return list(latest.values())
+
+
+def export_relevance_csv(session: Session, out: TextIO | None = None) -> str:
+    """Write ``relevance_judgements`` as CSV (``RELEVANCE_COLUMNS``); also return the text.
+
+    ``query`` is the query that matched the mention (``Mention.matched_query``, as stored).
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(RELEVANCE_COLUMNS)
+    for mention, relevant, label, user, at in relevance_judgements(session):
+        writer.writerow(
+            [
+                mention.id,
+                mention.body,
+                "" if mention.rating is None else mention.rating,
+                mention.matched_query or "",
+                1 if relevant else 0,
+                label,
+                user,
+                at.isoformat(),
             ]
         )
     content = buffer.getvalue()
