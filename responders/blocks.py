@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from earshot.listener.models import Label, Mention
+from earshot.listener.models import COMPLAINT_INTENTS, Intent, Label, Mention
 
 __all__ = [
     "ACTION_APPROVE",
@@ -405,6 +405,30 @@ def _reasons(mention: Mention) -> list[str]:
     return [_line(reason, 100) for reason in list(mention.sentiment_reasons or [])[:10]]
 
 
+#: How an alert names the intent tags (the others by their value, ``_`` as a space).
+INTENT_NAMES = {Intent.FEATURE.value: "feature request", Intent.CHURN.value: "churn risk"}
+
+
+def _intents(mention: Mention) -> list[str]:
+    """The mention's intent tags by their human names (unescaped, one line each)."""
+    names = []
+    for intent in list(mention.intents or [])[:10]:
+        name = INTENT_NAMES.get(str(intent)) or str(intent).replace("_", " ")
+        names.append(_line(name, 40))
+    return [name for name in names if name]
+
+
+def _confidence(value: Any) -> str:
+    """`` 0.87``: the label's probability, or ``""`` when there is none (or it is not one)."""
+    if isinstance(value, int | float) and 0.0 <= value <= 1.0:
+        return f" {value:.2f}"
+    return ""
+
+
+def _complaint_intent(mention: Mention) -> bool:
+    return bool(set(mention.intents or ()) & COMPLAINT_INTENTS)
+
+
 def _percent(ch: str) -> str:
     return "".join(f"%{byte:02X}" for byte in ch.encode("utf-8", errors="replace"))
 
@@ -457,16 +481,25 @@ def _context(mention: Mention) -> list[str]:
         parts.append(f"query: `{query}`" if "`" not in query else f"query: {query}")
     if mention.sentiment_label:
         label = _safe_line(mention.sentiment_label, 30)
-        sentiment = f"sentiment: *{label}*{_score(mention.sentiment_score)}"
+        # The label's probability where the classifier has one, else VADER's score.
+        certainty = _confidence(mention.sentiment_confidence)
+        sentiment = f"sentiment: *{label}{certainty}*"
+        if not certainty:
+            sentiment += _score(mention.sentiment_score)
         reasons = [r for r in _reasons(mention) if r]
         if reasons:
             sentiment += f" · drove it: {_safe_line(', '.join(reasons), 600)}"
         parts.append(sentiment)
+    intents = _intents(mention)
+    if intents:
+        parts.append(f"intent: {_safe_line(', '.join(intents), 400)}")
     if mention.rating is not None:
         stars = _rating(mention.rating)
         parts.append(f"{'★' * stars}{'☆' * (5 - stars)} {stars}/5")
     if mention.language:
         parts.append(f"language: {_safe_line(mention.language, 16)}")
+    if mention.model_version:
+        parts.append(f"model: {_safe_line(mention.model_version, 64)}")
     parts.append(_date_token(mention.created_at))
     return parts
 
@@ -520,7 +553,8 @@ def render_alert(
         elements.append(open_button)
     if interactive and mention.id is not None:
         value = str(mention.id)
-        if mention.sentiment_label == Label.POSITIVE:
+        # A positive mention with a complaint intent was routed to the leads: lead buttons.
+        if mention.sentiment_label == Label.POSITIVE and not _complaint_intent(mention):
             elements += [
                 _button("Approve for amplification", ACTION_APPROVE, value, style="primary"),
                 _button("Reject", ACTION_REJECT, value, style="danger"),
@@ -564,16 +598,23 @@ def render_text(mention: Mention) -> str:
         lines.extend(f"  > {line}" if line else "  >" for line in body.split("\n"))
     facts = []
     if mention.sentiment_label:
+        certainty = _confidence(mention.sentiment_confidence)
         facts.append(
-            f"sentiment: {_line(mention.sentiment_label, 30)}{_score(mention.sentiment_score)}"
+            f"sentiment: {_line(mention.sentiment_label, 30)}"
+            + (certainty or _score(mention.sentiment_score))
         )
     reasons = [r for r in _reasons(mention) if r]
     if reasons:
         facts.append("drove it: " + ", ".join(reasons))
+    intents = _intents(mention)
+    if intents:
+        facts.append("intent: " + ", ".join(intents))
     if mention.rating is not None:
         facts.append(f"rating: {_rating(mention.rating)}/5")
     if mention.matched_query:
         facts.append(f"query: {_line(mention.matched_query, 300)}")
+    if mention.model_version:
+        facts.append(f"model: {_line(mention.model_version, 64)}")
     if facts:
         lines.append(" | ".join(facts))
     when = _created(mention.created_at)

@@ -767,3 +767,66 @@ def test_safe_and_truncate_properties(text: str, limit: int) -> None:
     assert escaped.startswith(cut.removesuffix("…").rstrip())
     for match in re.finditer("&", cut):
         assert cut.startswith(("&amp;", "&lt;", "&gt;"), match.start())
+
+
+# -- What the classifier understood: intents, confidence, model -----------------------------
+
+
+def test_alert_shows_intents_confidence_and_model() -> None:
+    mention = make(
+        sentiment_label="negative",
+        sentiment_score=-0.62,
+        sentiment_reasons=["charged twice"],
+        sentiment_confidence=0.8712,
+        intents=["billing", "churn_risk", "feature_request"],
+        model_version="meaning-2026.12",
+    )
+    message = render_alert(mention, interactive=True, idempotency_key="alert:42")
+    assert_valid(message)
+    parts = context(message)
+    assert "sentiment: *negative 0.87* · drove it: charged twice" in parts
+    assert "intent: billing, churn risk, feature request" in parts
+    assert parts[-2] == "model: meaning-2026.12" and parts[-1].startswith("<!date^")
+    text = render_text(mention)
+    assert "sentiment: negative 0.87 | drove it: charged twice" in text
+    assert "intent: billing, churn risk, feature request" in text
+    assert "model: meaning-2026.12" in text
+
+
+def test_alert_without_the_meaning_fields_looks_as_before() -> None:
+    message = render_alert(make(sentiment_label="negative", sentiment_score=-0.62))
+    parts = context(message)
+    assert any(p.startswith("sentiment: *negative* (-0.62)") for p in parts)
+    assert not any(p.startswith(("intent:", "model:")) for p in parts)
+    # A confidence that is not a probability is not shown; the score is.
+    odd = make(sentiment_label="negative", sentiment_score=-0.62, sentiment_confidence=7.0)
+    assert any(p.startswith("sentiment: *negative* (-0.62)") for p in context(render_alert(odd)))
+
+
+def test_intents_and_model_are_escaped_and_cut() -> None:
+    mention = make(
+        sentiment_label="mixed",
+        sentiment_confidence=0.5,
+        intents=["<!channel>", "bug&<@U1>" * 40, *["spam"] * 20],
+        model_version="<https://evil|x>" + "m" * 200,
+    )
+    message = render_alert(mention, interactive=True, idempotency_key="alert:42")
+    assert_valid(message)
+    joined = "\n".join(context(message))
+    assert "<!channel>" not in joined and "<@U1>" not in joined and "<https://evil" not in joined
+    assert "&lt;!channel&gt;" in joined
+    (intents,) = [p for p in context(message) if p.startswith("intent:")]
+    assert intents.count("spam") == 8  # ten tags at most
+    (model,) = [p for p in context(message) if p.startswith("model:")]
+    assert len(model) <= len("model: ") + 64
+
+
+def test_a_positive_complaint_gets_the_lead_buttons() -> None:
+    praise = make(sentiment_label="positive", intents=["praise"])
+    complaint = make(sentiment_label="positive", intents=["praise", "churn_risk"])
+    ids = [b["action_id"] for b in buttons(render_alert(praise, interactive=True))]
+    assert ACTION_APPROVE in ids and ACTION_ASSIGN not in ids
+    message = render_alert(complaint, interactive=True)
+    assert_valid(message)
+    ids = [b["action_id"] for b in buttons(message)]
+    assert ACTION_ASSIGN in ids and ACTION_HANDLED in ids and ACTION_APPROVE not in ids
