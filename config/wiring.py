@@ -22,7 +22,7 @@ from earshot.listener import USER_AGENT
 from earshot.listener.digest import DigestSchedule, PeriodKind, enqueue_digest
 from earshot.listener.pipeline import Pipeline
 from earshot.listener.query import QuerySet
-from earshot.listener.routing import Action, RouteRule, query_rules
+from earshot.listener.routing import Action, Router, RouteRule, query_rules
 from earshot.listener.sentiment import Classifier, ExperienceClassifier, VaderClassifier
 from earshot.listener.sources import SOURCE_TYPES, RateLimiter, Source, SourceHttp
 from earshot.listener.spikes import SpikeConfig, check_spikes
@@ -252,9 +252,13 @@ def check_spikes_job(app: Earshot, now: datetime | None = None) -> int:
 
 
 def build_interactivity(
-    settings: Settings, secrets: Secrets, store: Store
+    settings: Settings, secrets: Secrets, store: Store, router: Router | None = None
 ) -> SlackInteractivity | None:
-    """The Slack buttons, modals and ``/earshot``, when ``interactive`` and the tokens are set."""
+    """The Slack buttons, modals and ``/earshot``, when ``interactive`` and the tokens are set.
+
+    ``router`` is the pipeline's: a sentiment correction from Slack is sent where its new
+    label routes (the same rules, aliases and tags as new mentions).
+    """
     slack = settings.slack
     if not slack.interactive or not secrets.slack_bot_token:
         return None
@@ -273,6 +277,7 @@ def build_interactivity(
         queries=list(settings.product.queries),
         alerts_channel=slack.alerts_channel,
         sla_seconds=slack.sla,
+        router=router,
     )
     return SlackInteractivity(
         store,
@@ -377,7 +382,7 @@ def build(
         stop_event=stop,
     )
     jobs: list[tuple[str, float, Any]] = [("queries", 60.0, lambda: refresh_queries(app))]
-    slack_app = build_interactivity(settings, secrets, store)
+    slack_app = build_interactivity(settings, secrets, store, router)
     if slack_app is not None:
         app.extras["slack"] = slack_app
         app.extras["readiness"] = slack_app.readiness

@@ -38,6 +38,7 @@ __all__ = [
     "ACTION_NOT_RELEVANT",
     "ACTION_OPEN",
     "ACTION_REJECT",
+    "ACTION_SEND_TO_LEADS",
     "ACTION_WRONG_SENTIMENT",
     "EXCERPT_CHARS",
     "RenderedMessage",
@@ -79,6 +80,8 @@ ACTION_NOT_RELEVANT = "earshot_not_relevant"
 ACTION_WRONG_SENTIMENT = "earshot_wrong_sentiment"
 ACTION_APPROVE = "earshot_approve"
 ACTION_REJECT = "earshot_reject"
+#: On positive alerts: "this is a complaint", re-labelled negative and sent to the leads.
+ACTION_SEND_TO_LEADS = "earshot_send_to_leads"
 
 #: How much of a post's text an alert quotes (characters before escaping). The section
 #: could hold ~3,000; an alert channel reads better with a shorter excerpt.
@@ -558,6 +561,8 @@ def render_alert(
             elements += [
                 _button("Approve for amplification", ACTION_APPROVE, value, style="primary"),
                 _button("Reject", ACTION_REJECT, value, style="danger"),
+                _button("Wrong sentiment", ACTION_WRONG_SENTIMENT, value),
+                _button("Send to leads", ACTION_SEND_TO_LEADS, value),
             ]
         else:
             elements += [

@@ -35,9 +35,10 @@ from earshot.listener.models import (
     utcnow,
 )
 from earshot.listener.query import Query, QuerySyntaxError
+from earshot.listener.routing import Router
 from earshot.listener.store import Store
 
-from .blocks import RenderedMessage, escape_mrkdwn, render_alert
+from .blocks import ACTION_SEND_TO_LEADS, RenderedMessage, escape_mrkdwn, render_alert
 
 logger = logging.getLogger("earshot.responders.interactions")
 
@@ -57,6 +58,8 @@ ACTIONS: dict[str, str] = {
     "earshot_reject": "reject",
 }
 WRONG_SENTIMENT = "earshot_wrong_sentiment"
+#: "Send to leads" on a positive alert: a complaint after all (see ``handle_action``).
+SEND_TO_LEADS = ACTION_SEND_TO_LEADS
 #: Link buttons (Reply, Open) still send a payload that must be acknowledged.
 LINK_ACTIONS = frozenset({"earshot_reply", "earshot_open"})
 #: Only approvers may do these.
@@ -72,6 +75,7 @@ _LINES = {
     "approve": "📣 Approved for amplification by {user}",
     "reject": "✋ Rejected by {user}",
     "wrong_sentiment": "🏷️ Sentiment corrected to *{label}* by {user}",
+    "send_to_leads": "🏷️ Re-labelled *{label}* by {user}",
     "exclusion": '🔕 {user} excluded "{term}" from `{query}`',
     "escalated": "⏰ Escalated: not handled within the SLA",
 }
@@ -81,6 +85,8 @@ _PAST = {
     "not_relevant": "marked not relevant by",
     "approve": "approved by",
     "reject": "rejected by",
+    "wrong_sentiment": "re-labelled by",
+    "send_to_leads": "sent to the leads by",
 }
 
 
@@ -93,6 +99,8 @@ class InteractionConfig:
     * **queries** - the configured query texts (``/earshot mute`` names one of them).
     * **alerts_channel** - the channel of negative alerts (``/earshot unhandled``).
     * **connected** - whether the Slack connection is up (``/earshot status``).
+    * **router** - the pipeline's router: where a corrected label goes ("Wrong sentiment",
+      "Send to leads"); ``None``: corrections change the label but send nothing.
     """
 
     product: str = ""
@@ -102,6 +110,7 @@ class InteractionConfig:
     alerts_channel: str | None = None
     sla_seconds: float = 3600.0
     connected: Callable[[], bool] = lambda: True
+    router: Router | None = None
 
 
 @dataclass
@@ -155,17 +164,34 @@ def event_line(event: MentionEvent) -> str:
         term=escape_mrkdwn(str(detail.get("term", ""))),
         query=escape_mrkdwn(str(detail.get("query", ""))),
     )
+    sent_to = detail.get("sent_to")
+    if event.action in wf.CORRECTION_ACTIONS and sent_to:
+        if event.action == "wrong_sentiment":
+            text = _LINES["send_to_leads"].format(
+                user=_user(event.user_id), label=escape_mrkdwn(str(detail.get("label", "")))
+            )
+        where = _channel(str(sent_to))
+        digest = detail.get("digest")
+        text += f", held for the {digest} digest in {where}" if digest else f", sent to {where}"
     return f"{text} at {_slack_time(event.at)}"
 
 
+def _channel(channel: str) -> str:
+    """A channel as configured (``#cx-alerts`` or an id such as ``C0123``) for mrkdwn."""
+    if channel[:1] in ("C", "G") and channel.isalnum() and channel.isupper():
+        return f"<#{channel}>"
+    return escape_mrkdwn(channel)
+
+
 def outcome_message(
-    mention: Mention, trail: Sequence[MentionEvent], *, product: str = ""
+    mention: Mention, trail: Sequence[MentionEvent], *, product: str = "", moved: bool = False
 ) -> RenderedMessage:
     """The alert re-rendered with its audit trail; buttons only while it is still open.
 
-    Once closed (handled, approved...) only the link to the post stays.
+    Once closed (handled, approved...) only the link to the post stays; so too on an alert
+    a correction ``moved`` to another channel (the buttons are on the new alert there).
     """
-    open_ = mention.status in wf.OPEN
+    open_ = mention.status in wf.OPEN and not moved
     base = render_alert(mention, interactive=open_, product=product)
     blocks = [dict(b) for b in base.blocks]
     shown = [e for e in trail if e.action in _LINES][-10:]
@@ -229,21 +255,48 @@ def _mention_id(value: Any) -> int:
     return number
 
 
-def _where(store: Store, mention_id: int, payload: dict[str, Any]) -> tuple[str | None, str | None]:
-    """The alert message to update: the stored delivery, else the clicked message."""
-    stored = wf.alert_message(store, mention_id)
-    if stored is not None:
-        return stored
+def _clicked(payload: dict[str, Any]) -> tuple[str | None, str | None]:
     channel, ts, ephemeral = _container(payload)
     return (None, None) if ephemeral else (channel, ts)
 
 
+def _target(
+    store: Store, mention_id: int, clicked: tuple[str | None, str | None]
+) -> tuple[str | None, str | None, bool]:
+    """The alert message to update, and whether a correction moved the mention on from it.
+
+    The clicked message if it is one of the mention's stored alerts (the first one, or one a
+    correction sent to another channel), else the first stored alert, else the clicked one.
+    """
+    alerts = wf.alert_messages(store, mention_id)
+    sent = [a for a in alerts if a.message_channel and a.ts]
+    chosen = next((a for a in sent if (a.message_channel, a.ts) == clicked), None)
+    if chosen is None and sent:
+        chosen = sent[0]
+    if chosen is None:
+        return clicked[0], clicked[1], False
+    moved = any(a.rerouted and a.delivery_id > chosen.delivery_id for a in alerts)
+    return chosen.message_channel, chosen.ts, moved
+
+
+def _where(store: Store, mention_id: int, payload: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The alert message to update (see ``_target``)."""
+    channel, ts, _moved = _target(store, mention_id, _clicked(payload))
+    return channel, ts
+
+
 def _updated(
-    store: Store, mention: Mention, payload: dict[str, Any], config: InteractionConfig
+    store: Store,
+    mention: Mention,
+    payload: dict[str, Any],
+    config: InteractionConfig,
+    clicked: tuple[str | None, str | None] | None = None,
 ) -> tuple[RenderedMessage, str | None, str | None]:
     assert mention.id is not None
-    message = outcome_message(mention, wf.events(store, mention.id), product=config.product)
-    channel, ts = _where(store, mention.id, payload)
+    where = clicked if clicked is not None else _clicked(payload)
+    channel, ts, moved = _target(store, mention.id, where)
+    trail = wf.events(store, mention.id)
+    message = outcome_message(mention, trail, product=config.product, moved=moved)
     return message, channel, ts
 
 
@@ -289,7 +342,7 @@ def _handle_action(
     base: dict[str, Any] = {"user_id": actor.user_id, "reply_channel": channel}
     if action_id in LINK_ACTIONS:
         return _count(Outcome("link", **base), "ok")
-    if action_id != WRONG_SENTIMENT and action_id not in ACTIONS:
+    if action_id not in (WRONG_SENTIMENT, SEND_TO_LEADS) and action_id not in ACTIONS:
         logger.warning("slack action: unknown action_id %r", action_id[:100])
         outcome = Outcome(
             "unknown",
@@ -312,6 +365,8 @@ def _handle_action(
         view = wrong_sentiment_view(mention, _where(store, mention_id, payload))
         outcome = Outcome(WRONG_SENTIMENT, view=view, trigger_id=payload.get("trigger_id"), **base)
         return _count(outcome, "modal")
+    if action_id == SEND_TO_LEADS:
+        return _send_to_leads(store, payload, config, mention, action, actor, base, now)
     name = ACTIONS[action_id]
     if name in APPROVER_ACTIONS and not config.is_approver(actor.user_id):
         logger.info("slack action: %s by %s refused: not an approver", name, actor.user_id)
@@ -357,6 +412,49 @@ def _handle_action(
     return _count(outcome, "changed")
 
 
+def _send_to_leads(
+    store: Store,
+    payload: dict[str, Any],
+    config: InteractionConfig,
+    mention: Mention,
+    action: dict[str, Any],
+    actor: wf.Actor,
+    base: dict[str, Any],
+    now: datetime | None,
+) -> Outcome:
+    """A positive alert that is a complaint after all: re-labelled negative (``mixed`` stays
+    mixed: someone chose it in "Wrong sentiment") and sent where that label routes."""
+    assert mention.id is not None
+    label = Label.MIXED if mention.sentiment_label == Label.MIXED else Label.NEGATIVE
+    click = str(action.get("action_ts") or "")
+    dedupe = f"send_to_leads:{mention.id}:{actor.user_id}:{click}" if click else None
+    result = wf.relabel(
+        store,
+        mention.id,
+        label,
+        actor,
+        action="send_to_leads",
+        router=config.router,
+        dedupe_key=dedupe,
+        detail={"action_id": SEND_TO_LEADS, "action_ts": click},
+        now=now,
+    )
+    kind = "send_to_leads"
+    if result.duplicate:
+        return _count(Outcome(kind, **base), "redelivery")
+    if result.mention is None:
+        gone = "That mention is no longer stored in earshot. Nothing was changed."
+        return _count(Outcome(kind, ok=False, ephemeral=gone, **base), "missing")
+    if not result.changed:
+        text = _already(result)
+        if result.last is None:
+            text = f"This mention is already labelled {label.value}. Nothing was changed."
+        return _count(Outcome(kind, ephemeral=text, **base), "already")
+    message, channel, ts = _updated(store, result.mention, payload, config)
+    outcome = Outcome(kind, changed=True, update=message, channel=channel, ts=ts, **base)
+    return _count(outcome, "changed")
+
+
 def _already(result: wf.Transition) -> str:
     mention = result.mention
     assert mention is not None
@@ -372,8 +470,15 @@ def _already(result: wf.Transition) -> str:
 
 
 def wrong_sentiment_view(mention: Mention, where: tuple[str | None, str | None]) -> dict[str, Any]:
-    """The modal asking for the right label."""
+    """The modal asking for the right label.
+
+    ``where`` (the clicked alert: channel id and ts) travels in ``private_metadata``, so the
+    submission stamps that message (it is checked against the mention's stored alerts).
+    """
     current = mention.sentiment_label or Label.UNSCORED.value
+    meta: dict[str, Any] = {"mention_id": mention.id}
+    if where[0] and where[1]:
+        meta.update(channel=where[0], ts=where[1])
     options = [
         {"text": {"type": "plain_text", "text": label.value}, "value": label.value}
         for label in Label
@@ -382,7 +487,7 @@ def wrong_sentiment_view(mention: Mention, where: tuple[str | None, str | None])
     return {
         "type": "modal",
         "callback_id": VIEW_WRONG_SENTIMENT,
-        "private_metadata": json.dumps({"mention_id": mention.id}),
+        "private_metadata": json.dumps(meta),
         "title": {"type": "plain_text", "text": "Correct the sentiment"},
         "submit": {"type": "plain_text", "text": "Save"},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -493,17 +598,21 @@ def _handle_view(
                 ),
                 "missing",
             )
-        old = mention.sentiment_label or Label.UNSCORED.value
-        result = wf.record(
+        result = wf.relabel(
             store,
             mention_id,
-            "wrong_sentiment",
+            label,
             actor,
+            action="wrong_sentiment",
+            router=config.router,
             dedupe_key=dedupe,
-            detail={"label": label.value, "old_label": old},
-            correction=(old, label.value),
             now=now,
         )
+        if not result.changed and not result.duplicate and result.mention is not None:
+            already = f"It is labelled {label.value} already."
+            return _count(
+                Outcome("wrong_sentiment", ok=False, errors={"label": already}), "already"
+            )
         kind = "wrong_sentiment"
     elif callback == VIEW_EXCLUSION:
         query = str(meta.get("query") or "")
@@ -532,7 +641,9 @@ def _handle_view(
         )
     if result.duplicate:
         return _count(Outcome(kind, user_id=actor.user_id), "redelivery")
-    message, channel, ts = _updated(store, result.mention, {}, config)
+    clicked = (meta.get("channel"), meta.get("ts"))
+    where = (str(clicked[0]), str(clicked[1])) if all(clicked) else (None, None)
+    message, channel, ts = _updated(store, result.mention, {}, config, where)
     outcome = Outcome(
         kind, changed=True, user_id=actor.user_id, update=message, channel=channel, ts=ts
     )

@@ -23,6 +23,7 @@ from earshot.responders.blocks import (
     ACTION_NOT_RELEVANT,
     ACTION_OPEN,
     ACTION_REJECT,
+    ACTION_SEND_TO_LEADS,
     ACTION_WRONG_SENTIMENT,
     RenderedMessage,
     clean_text,
@@ -285,12 +286,36 @@ def test_positive_alert_buttons() -> None:
         (ACTION_OPEN, None, None),
         (ACTION_APPROVE, "primary", "42"),
         (ACTION_REJECT, "danger", "42"),
+        (ACTION_WRONG_SENTIMENT, None, "42"),
+        (ACTION_SEND_TO_LEADS, None, "42"),
     ]
     assert [b["text"]["text"] for b in buttons(message)][1:] == [
         "Approve for amplification",
         "Reject",
+        "Wrong sentiment",
+        "Send to leads",
     ]
     assert any("(+0.81)" in c for c in context(message))
+    assert_valid(message)
+
+
+@pytest.mark.parametrize("label", [label.value for label in Label])
+def test_every_alert_keeps_its_buttons_within_block_kit_limits(label: str) -> None:
+    # The widest alert: a link, every button of its label; ids unique, one primary button.
+    mention = make(sentiment_label=label, url="https://example.com/" + "p" * 2900)
+    message = render_alert(mention, interactive=True, idempotency_key="alert:42")
+    assert_valid(message)
+    (actions,) = [b for b in message.blocks if b["type"] == "actions"]
+    ids = [e["action_id"] for e in actions["elements"]]
+    assert len(ids) == len(set(ids)) <= B.MAX_ACTIONS
+    assert sum(e.get("style") == "primary" for e in actions["elements"]) == 1
+    assert ACTION_WRONG_SENTIMENT in ids  # every alert can be corrected
+    assert (ACTION_SEND_TO_LEADS in ids) == (label == Label.POSITIVE)
+    # validate_blocks would catch the new buttons going wrong: a doubled id, a 26th element.
+    doubled = {**actions, "elements": [*actions["elements"], actions["elements"][-1]]}
+    assert any("duplicate action_id" in p for p in validate_blocks([doubled]))
+    many = [{**actions["elements"][-1], "action_id": f"x{i}"} for i in range(B.MAX_ACTIONS + 1)]
+    assert any("1..25 elements" in p for p in validate_blocks([{**actions, "elements": many}]))
 
 
 def test_review_with_rating() -> None:
