@@ -14,6 +14,9 @@ mention) before it can spike. After a spike of a query no other fires for it
 during ``cooldown``; the cooldown is read back from the spike rows already in the outbox,
 so it holds across restarts and replicas.
 
+Spam and off-topic mentions (intent ``spam``) are not counted: a spam run is filtered, not
+alerted.
+
 Everything is computed from the store and the ``now`` it is given (no hidden clock).
 """
 
@@ -29,7 +32,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from .digest import Item
-from .models import Delivery, Label, Mention, as_utc, utcnow
+from .models import Delivery, Intent, Label, Mention, as_utc, utcnow
 from .store import Store
 
 __all__ = ["KIND_SPIKE", "Spike", "SpikeConfig", "check_spikes", "ewma", "find_spikes"]
@@ -205,15 +208,15 @@ def find_spikes(
     start = now - timedelta(hours=hours + 1)
     with Session(store.engine) as session:
         rows = session.exec(
-            select(Mention.created_at, Mention.matched_query, Mention.source).where(
-                col(Mention.created_at) >= start, col(Mention.created_at) < now
-            )
+            select(
+                Mention.created_at, Mention.matched_query, Mention.source, Mention.intents
+            ).where(col(Mention.created_at) >= start, col(Mention.created_at) < now)
         ).all()
     buckets: dict[str, list[int]] = {}
     meta: dict[str, tuple[str | None, str]] = {}
-    for created_at, query, source in rows:
+    for created_at, query, source, intents in rows:
         created = as_utc(created_at)
-        if created is None:
+        if created is None or _spam(intents):
             continue
         query = aliases.get(query, query) if query is not None else None
         group = _group(query, source)
@@ -266,10 +269,14 @@ def _recent(
         else:
             texts = {query} | {k for k, v in aliases.items() if v == query}
             stmt = stmt.where(col(Mention.matched_query).in_(sorted(texts)))
-        rows = list(session.exec(stmt))
+        rows = [row for row in session.exec(stmt) if not _spam(row.intents)]
         for row in rows:
             session.expunge(row)
     return rows
+
+
+def _spam(intents: Any) -> bool:
+    return isinstance(intents, list) and Intent.SPAM.value in intents
 
 
 def last_spikes(store: Store, limit: int = 1000) -> dict[str, datetime]:

@@ -86,6 +86,25 @@ def test_a_burst_fires_labelled_by_its_dominant_sentiment(store: Store) -> None:
     assert find_spikes(store, BURST_AT - timedelta(hours=1), CONFIG) == []
 
 
+def test_a_spam_run_is_filtered_not_a_spike(store: Store) -> None:
+    spam = burst(BURST_AT, 30)
+    for item in spam:
+        item.intents = ["spam"]
+    store_all(store, spam)
+    assert find_spikes(store, BURST_AT, CONFIG) == []
+    # A real run on top fires as it would alone: the spam adds nothing to it, nor to its top.
+    store_all(store, burst(BURST_AT, 30, seed=8))
+    (spike,) = find_spikes(store, BURST_AT, CONFIG)
+    assert not {i.id for i in spike.top} & {m.id for m in spam}
+    assert spike.labels["negative"] == 24 + sum(
+        1
+        for m in week()
+        if m.matched_query == "checkout"
+        and m.sentiment_label == "negative"
+        and BURST_AT - timedelta(hours=1) <= m.created_at < BURST_AT
+    )
+
+
 def test_min_count_and_k_are_configurable(store: Store) -> None:
     store_all(store, burst(BURST_AT, 30))
     assert find_spikes(store, BURST_AT, SpikeConfig(min_count=100)) == []
