@@ -109,7 +109,7 @@ def fit(
 
     blocked = STOPWORDS | set(BOOSTER_DICT) | set(NEGATE)
     weights = dict(PRIORS)
-    clf = ExperienceClassifier(lexicon=weights, non_english="score", flags=None)
+    clf = ExperienceClassifier(lexicon=weights, non_english="score", flags=None, meaning=None)
     docs = [_tokens(clf, e.text) for e in train]
     counts: dict[str, int] = defaultdict(int)
     for tokens in docs:
@@ -128,7 +128,7 @@ def fit(
         )
     }
     for _ in range(rounds):
-        clf = ExperienceClassifier(lexicon=weights, non_english="score", flags=None)
+        clf = ExperienceClassifier(lexicon=weights, non_english="score", flags=None, meaning=None)
         residual = [r - scale * clf.text_score(e.text) for r, e in zip(ratings, train, strict=True)]
         sums: dict[str, float] = defaultdict(float)
         for tokens, res in zip(docs, residual, strict=True):
@@ -166,7 +166,7 @@ def choose_thresholds(train: Sequence[Example], weights: dict[str, float]) -> tu
     """For each flag, the threshold with the best F1 on ``train`` among those whose precision
     is no lower than plain VADER's (at -0.5 / +0.5) on every source file of ``train``."""
     vader = SentimentIntensityAnalyzer()
-    clf = ExperienceClassifier(lexicon=weights, non_english="score", flags=None)
+    clf = ExperienceClassifier(lexicon=weights, non_english="score", flags=None, meaning=None)
     gold = [e.label for e in train]
     plain = [vader.polarity_scores(e.text)["compound"] for e in train]
     ours = [clf.text_score(e.text) for e in train]
@@ -387,7 +387,7 @@ def fit_flags(
     The thresholds come from out-of-fold predictions, and everything fitted goes into each
     fold's fit: the lexicon (refitted with ``lexicon_options``), the vocabulary and the heads.
     """
-    data = flag_data(train, ExperienceClassifier(lexicon=weights, non_english="score", flags=None))
+    data = flag_data(train, ExperienceClassifier(lexicon=weights, non_english="score", flags=None, meaning=None))
     fold_of = np.array([_fold(e, folds) for e in train])
     out_of_fold = np.zeros((len(HEADS), len(train)))
     compound_oof = np.zeros(len(train))  # each fold's compound, from its own lexicon
@@ -395,7 +395,7 @@ def fit_flags(
         inside = [e for e, f in zip(train, fold_of, strict=True) if f != k]
         outside = [e for e, f in zip(train, fold_of, strict=True) if f == k]
         fold_weights = fit(inside, **(lexicon_options or {}))
-        clf = ExperienceClassifier(lexicon=fold_weights, non_english="score", flags=None)
+        clf = ExperienceClassifier(lexicon=fold_weights, non_english="score", flags=None, meaning=None)
         data_in, data_out = flag_data(inside, clf), flag_data(outside, clf)
         vocab = _vocabulary(data_in, min_count)
         x_in, x_out = _design(data_in, vocab), _design(data_out, vocab)

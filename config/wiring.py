@@ -325,7 +325,7 @@ def build(
     elif thresholds is not None:
         # explicit compound thresholds: label by the score alone, as configured
         classifier = ExperienceClassifier(
-            *thresholds, flags=None, non_english=sentiment.non_english
+            *thresholds, flags=None, meaning=None, non_english=sentiment.non_english
         )
     else:
         classifier = ExperienceClassifier(non_english=sentiment.non_english)

@@ -29,7 +29,9 @@ import csv
 import hashlib
 import io
 import math
+import re
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +91,19 @@ class Report:
     title: str
     n: int
     rows: tuple[Metrics, ...] = field(default_factory=tuple)
+
+
+_NON_ALNUM = re.compile(r"[^0-9a-z]+")
+
+
+def text_key(text: str) -> str:
+    """The sha1 of the normalized text (NFKC, lowercase, non-[0-9a-z] runs to one space).
+
+    A row without an ``id`` column is split by this key, so the split of a labelled file
+    does not depend on the order of its rows (``benchmarks/fit_meaning.py`` uses the same).
+    """
+    norm = _NON_ALNUM.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
+    return hashlib.sha1(norm.encode()).hexdigest()
 
 
 def label_for_score(
@@ -170,7 +185,7 @@ def parse_examples(
                 raise ValueError(f"row {n}: no label and no score")
             stars_raw = row[stars_i].strip() if stars_i is not None else ""
             stars = int(float(stars_raw)) if stars_raw else None
-            ident = row[id_i] if id_i is not None else str(n)
+            ident = row[id_i] if id_i is not None else text_key(text)
             examples.append(Example(ident, text, label, score, stars, source))
         return examples
     for n, row in enumerate(rows, start=1):

@@ -29,17 +29,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import numpy as np
 from vaderSentiment.vaderSentiment import BOOSTER_DICT, SentimentIntensityAnalyzer, negated
 
-from . import lexicon_fitted
+from . import embedding, lexicon_fitted
+from .embedding import DIM
 from .flags import FlagModel
 from .language import detect_language, normalize_language
 from .lexicon import STOPWORDS
+from .meaning import MeaningModel
 from .models import Label
 
 _WORD = re.compile(r"[\w']+|[^\w\s]+", re.UNICODE)
 
 NonEnglish = Literal["unscored", "skip", "score"]
+#: Length of ``ExperienceClassifier.features``: the embedding, VADER's three, two flag
+#: logits, and two hinges of the compound score.
+FEATURES = DIM + 7
 Fitted = Literal["fitted"]
 
 
@@ -211,6 +217,8 @@ class ExperienceClassifier(_Thresholds):
     * ``negative_at`` / ``positive_at``: compound-score thresholds for the text label when
       there is no flag model (passing them with one is an error). The defaults were chosen
       on the training split together with the lexicon weights (``lexicon_fitted.py``).
+    * ``overrule_stars_at``: with the meaning model, how likely its text label must be to
+      count against a star rating (a less certain text label leaves the stars' verdict).
     * ``clearly_negative_at`` / ``clearly_positive_at``: how strong the text must be to
       overrule a star rating (see below).
     * ``non_english``: what to do with text that is confidently not English, given or
@@ -234,8 +242,10 @@ class ExperienceClassifier(_Thresholds):
         positive_at: float | None = None,
         *,
         flags: FlagModel | Fitted | None = "fitted",
+        meaning: MeaningModel | Fitted | None = "fitted",
         clearly_negative_at: float = -0.5,
         clearly_positive_at: float = 0.5,
+        overrule_stars_at: float = 0.7,
         non_english: NonEnglish = "unscored",
         detect_language: bool = True,
         min_language_confidence: float = 0.9,
@@ -248,10 +258,18 @@ class ExperienceClassifier(_Thresholds):
             self.flags = flags
         else:
             raise ValueError("flags must be a FlagModel, 'fitted' or None")
-        if self.flags is not None and (negative_at is not None or positive_at is not None):
+        if meaning == "fitted":
+            self.meaning: MeaningModel | None = MeaningModel.default()
+        elif meaning is None or isinstance(meaning, MeaningModel):
+            self.meaning = meaning
+        else:
+            raise ValueError("meaning must be a MeaningModel, 'fitted' or None")
+        if (self.flags is not None or self.meaning is not None) and (
+            negative_at is not None or positive_at is not None
+        ):
             raise ValueError(
-                "negative_at/positive_at label by the compound score, which a flag model "
-                "replaces: pass flags=None with them"
+                "negative_at/positive_at label by the compound score, which the flag and "
+                "meaning models replace: pass flags=None and meaning=None with them"
             )
         self._set_thresholds(
             lexicon_fitted.NEGATIVE_AT if negative_at is None else negative_at,
@@ -263,6 +281,7 @@ class ExperienceClassifier(_Thresholds):
             raise ValueError("non_english must be 'unscored', 'skip' or 'score'")
         self.clearly_negative_at = clearly_negative_at
         self.clearly_positive_at = clearly_positive_at
+        self.overrule_stars_at = overrule_stars_at
         self.non_english: NonEnglish = non_english
         self.detect_language = detect_language
         self.min_language_confidence = min_language_confidence
@@ -298,6 +317,26 @@ class ExperienceClassifier(_Thresholds):
         scores = self._analyzer.polarity_scores(prepared)
         return float(scores["compound"]), float(scores["neg"]), float(scores["pos"])
 
+    def features(self, prepared: str, polarity: tuple[float, float, float]) -> np.ndarray:
+        """The meaning model's input for a prepared text (see ``meaning.py``).
+
+        The text's embedding, VADER's compound/neg/pos, how far the compound is past
+        +-0.5 on either side (a clear score means more than a linear step), and the two flag
+        heads' log-odds (zero without a flag model): ``FEATURES`` float32 values.
+        """
+        vector = np.empty(FEATURES, dtype=np.float32)
+        vector[:DIM] = embedding.embed(prepared)
+        vector[DIM : DIM + 3] = polarity
+        vector[DIM + 5] = max(0.0, polarity[0] - 0.5)
+        vector[DIM + 6] = max(0.0, -polarity[0] - 0.5)
+        if self.flags is not None:
+            tokens = self.flags.tokens(prepared)
+            vector[DIM + 3] = self.flags.negative.logit(tokens, polarity)
+            vector[DIM + 4] = self.flags.positive.logit(tokens, polarity)
+        else:
+            vector[DIM + 3 : DIM + 5] = 0.0
+        return vector
+
     def text_score(self, text: str) -> float:
         """VADER's compound score of the prepared text, over the extended lexicon."""
         return float(self._analyzer.polarity_scores(self.prepare(text))["compound"])
@@ -321,24 +360,53 @@ class ExperienceClassifier(_Thresholds):
         polarity = self.polarity(prepared)
         score = polarity[0]
         drivers: tuple[str, ...] = ()
-        if self.flags is None:
+        confidence: float | None = None
+        intents: tuple[str, ...] = ()
+        model: str | None = None
+        if self.meaning is not None:
+            reading = self.meaning.read(self.features(prepared, polarity))
+            label, confidence, intents = reading.label, reading.confidence, reading.intents
+            model = self.meaning.version
+            if self.flags is not None and label in (Label.NEGATIVE, Label.POSITIVE):
+                head = self.flags.negative if label is Label.NEGATIVE else self.flags.positive
+                drivers = head.drivers(self.flags.tokens(prepared), self.max_reasons)
+        elif self.flags is None:
             label = self.label_for(score)
         else:
             decision = self.flags.decide(prepared, polarity, self.max_reasons)
             label, drivers = decision.label, decision.drivers
         words = self._reasons(prepared, label, drivers)
         if rating is None or not 1 <= rating <= 5:
-            return SentimentResult(label, score, words, lang)
-        fused_label, fused, rules = self._fuse(label, score, rating)
+            return SentimentResult(
+                label, score, words, lang, confidence=confidence, intents=intents, model=model
+            )
+        fused_label, fused, rules = self._fuse(label, score, rating, confidence)
         if fused_label not in (label, Label.MIXED):
             # the stars decided against the text's own (neutral) label: its words would
             # explain a label that is not the one shown
             words = self._reasons(prepared, fused_label)
-        return SentimentResult(fused_label, fused, (*rules, *words), lang)
+        if fused_label is not label:
+            confidence = None  # the stars decided, not the model's probability
+        return SentimentResult(
+            fused_label,
+            fused,
+            (*rules, *words),
+            lang,
+            confidence=confidence,
+            intents=intents,
+            model=model,
+        )
 
-    def _fuse(self, text_label: Label, score: float, rating: int) -> tuple[Label, float, list[str]]:
+    def _fuse(
+        self, text_label: Label, score: float, rating: int, confidence: float | None = None
+    ) -> tuple[Label, float, list[str]]:
         stars = f"rating: {rating} star{'s' if rating != 1 else ''}"
         fused = round((score + (rating - 3) / 2) / 2, 4)
+        if confidence is not None and confidence < self.overrule_stars_at:
+            # the stars are the customer's own verdict: a doubtful text label does not overrule
+            text_label = Label.NEUTRAL
+        if text_label is Label.MIXED and rating != 3:
+            return Label.MIXED, fused, [stars, "text is mixed"]
         if rating <= 2:
             if text_label is Label.POSITIVE or score >= self.clearly_positive_at:
                 return Label.MIXED, fused, [stars, "text is positive"]

@@ -179,7 +179,10 @@ def test_hashtag_phrases_meet_phrase_rules(clf: ExperienceClassifier) -> None:
         ("It arrived on Tuesday.", 5, Label.POSITIVE),
         ("It arrived on Tuesday.", 3, Label.NEUTRAL),
         ("Crashes constantly, unusable, I want a refund", 3, Label.NEGATIVE),
-        ("Slightly slow sometimes", 5, Label.POSITIVE),  # mildly negative text, happy rating
+        # the meaning model is sure enough (p >= overrule_stars_at) that this is a complaint:
+        # a complaint in a 5-star review is mixed, not praise for marketing
+        ("Slightly slow sometimes", 5, Label.MIXED),
+        ("It is fine I guess", 5, Label.POSITIVE),  # a doubtful text leaves the stars' verdict
         ("Love it, works perfectly, a lifesaver!", 1, Label.MIXED),
         ("Crashes constantly, unusable, I want a refund", 5, Label.MIXED),
         ("Love it, works perfectly, a lifesaver!", 5, Label.POSITIVE),

@@ -86,7 +86,7 @@ def test_the_classifier_explains_a_flag_with_the_models_words() -> None:
 
 
 def test_without_a_flag_model_the_compound_thresholds_decide() -> None:
-    clf = ExperienceClassifier(-0.05, 0.05, flags=None, non_english="score")
+    clf = ExperienceClassifier(-0.05, 0.05, flags=None, meaning=None, non_english="score")
     assert clf.classify("so I zorbled it").label is Label.NEUTRAL
     assert clf.classify("this is terrible").label is Label.NEGATIVE
 
@@ -107,7 +107,7 @@ def test_thresholds_with_a_flag_model_or_a_misspelt_model_are_refused() -> None:
         ExperienceClassifier(-0.3, 0.3)  # they would be ignored
     with pytest.raises(ValueError, match="FlagModel"):
         ExperienceClassifier(flags="Fitted")  # type: ignore[arg-type]
-    assert ExperienceClassifier(-0.3, 0.3, flags=None).negative_at == -0.3
+    assert ExperienceClassifier(-0.3, 0.3, flags=None, meaning=None).negative_at == -0.3
 
 
 def test_a_backstop_fires_on_a_clear_score_whatever_the_words() -> None:
