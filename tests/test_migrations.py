@@ -307,7 +307,8 @@ def test_0003_gives_existing_mentions_no_intents_and_reads_them_back(empty_url: 
     finally:
         engine.dispose()
     migrations.upgrade(empty_url, "0003")
-    assert diff(empty_url) == [], UNMIGRATED
+    # later revisions add other tables; the mentions table is as the model says at 0003
+    assert [c for c in diff(empty_url) if "'mentions'" in repr(c)] == [], UNMIGRATED
     store = Store.from_url(empty_url)
     try:
         with Session(store.engine) as session:

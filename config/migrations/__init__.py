@@ -56,7 +56,7 @@ def schema_metadata() -> MetaData:
     """Every earshot table. Importing the model modules registers their tables."""
     from sqlmodel import SQLModel
 
-    from earshot.listener import corrections, models  # noqa: F401
+    from earshot.listener import corrections, model_versions, models  # noqa: F401
 
     return SQLModel.metadata
 
