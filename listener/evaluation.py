@@ -33,11 +33,11 @@ import re
 import time
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from .models import Label
+from .models import Intent, Label
 from .sentiment import Classifier, ExperienceClassifier, VaderClassifier
 
 #: The label mapping for gold scores on the -4 … +4 human scale.
@@ -54,6 +54,7 @@ _TEXT_COLUMNS = ("text", "body", "content", "sentence")
 _SCORE_COLUMNS = ("score", "rating", "mean", "mean_rating", "sentiment_score")
 _LABEL_COLUMNS = ("label", "sentiment", "gold", "class")
 _STAR_COLUMNS = ("stars", "star_rating", "star")
+INTENT_VALUES = frozenset(intent.value for intent in Intent)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,62 @@ class Example:
     score: float | None = None
     stars: int | None = None
     source: str = ""
+
+
+@dataclass(frozen=True)
+class IntentExample:
+    """One text labelled by intent: its class in the source data (``gold``) and what that
+    class means as earshot's tags (``tags``)."""
+
+    id: str
+    text: str
+    gold: str
+    tags: frozenset[str]
+    stars: int | None = None
+    source: str = ""
+
+
+E = TypeVar("E", Example, IntentExample)
+
+#: What the classes of the labelled intent sets mean as earshot's intent tags. A class
+#: maps to the tags it asserts; the empty set asserts none of the file's tags.
+GOLD_INTENTS: dict[str, frozenset[str]] = {
+    **{intent.value: frozenset({intent.value}) for intent in Intent},
+    "performance": frozenset({Intent.BUG.value}),
+    "energy": frozenset({Intent.BUG.value}),
+    "feature": frozenset({Intent.FEATURE.value}),
+    "churn": frozenset({Intent.CHURN.value}),
+    "ham": frozenset(),
+    "other": frozenset(),
+    "security": frozenset(),
+    "usability": frozenset(),
+    "none": frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class TagMetrics:
+    """One intent tag on one set: gold positives, precision, recall."""
+
+    tag: str
+    positives: int
+    precision: float
+    recall: float
+
+    @property
+    def f1(self) -> float:
+        return _f1(self.precision, self.recall)
+
+
+@dataclass(frozen=True)
+class IntentReport:
+    """Per-tag precision/recall and the confusion of gold classes against the top tag."""
+
+    title: str
+    n: int
+    tags: tuple[TagMetrics, ...]
+    confusion: dict[str, dict[str, int]]
+    columns: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -82,6 +139,9 @@ class Metrics:
     positive_recall: float
     pearson_r: float | None
     ms_per_text: float
+    #: The best negative recall at any threshold where negative precision is >= 80%,
+    #: ranking by the classifier's negative probability (VADER: by -compound).
+    negative_recall_at_80: float | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +264,110 @@ def parse_examples(
     return examples
 
 
+def _rows_of(content: str) -> list[list[str]]:
+    return [row for row in csv.reader(io.StringIO(content)) if row]
+
+
+def is_intent_file(content: str) -> bool:
+    """Whether a CSV holds intent labels: a ``label`` column of intent classes (``bug``,
+    ``spam``, ``feature`` ...), or 0/1 columns named after intent tags (``billing``)."""
+    rows = _rows_of(content)
+    if len(rows) < 2 or "\t" in content.splitlines()[0]:
+        return False
+    header = [h.strip().lower() for h in rows[0]]
+    if "text" not in header:
+        return False
+    if any(h in INTENT_VALUES for h in header):
+        return True
+    label_i = _find(header, _LABEL_COLUMNS)
+    if label_i is None:
+        return False
+    values = {row[label_i].strip().lower() for row in rows[1:] if len(row) > label_i}
+    sentiment = {lab.value for lab in Label}
+    return bool(values) and not values & sentiment and values <= set(GOLD_INTENTS)
+
+
+def parse_intent_examples(content: str, *, source: str = "") -> list[IntentExample]:
+    """Parse an intent CSV (see ``is_intent_file``). A row without an ``id`` column is
+    identified by its text's key, as in ``parse_examples``."""
+    rows = _rows_of(content)
+    header = [h.strip().lower() for h in rows[0]]
+    text_i = header.index("text")
+    tag_columns = [(i, h) for i, h in enumerate(header) if h in INTENT_VALUES]
+    label_i = None if tag_columns else _find(header, _LABEL_COLUMNS)
+    stars_i = _find(header, _STAR_COLUMNS)
+    id_i = _find(header, ("id",))
+    examples = []
+    for n, row in enumerate(rows[1:], start=1):
+        text = row[text_i]
+        if label_i is not None:
+            gold = row[label_i].strip().lower()
+            if gold not in GOLD_INTENTS:
+                raise ValueError(f"row {n}: unknown intent class {gold!r}")
+            tags = GOLD_INTENTS[gold]
+        else:
+            tags = frozenset(h for i, h in tag_columns if row[i].strip() in ("1", "true", "yes"))
+            gold = "+".join(sorted(tags)) or "none"
+        stars_raw = row[stars_i].strip() if stars_i is not None and len(row) > stars_i else ""
+        stars = int(float(stars_raw)) if stars_raw else None
+        ident = row[id_i] if id_i is not None else text_key(text)
+        examples.append(IntentExample(ident, text, gold, tags, stars, source))
+    return examples
+
+
+def file_tags(examples: Sequence[IntentExample], content: str = "") -> tuple[str, ...]:
+    """The tags a file speaks about: those its classes (or its 0/1 columns) can assert."""
+    tags = set().union(*(e.tags for e in examples)) if examples else set()
+    return tuple(intent.value for intent in Intent if intent.value in tags)
+
+
+def evaluate_intents(
+    examples: Sequence[IntentExample],
+    classifier: Classifier | None = None,
+    title: str = "",
+    tags: Sequence[str] | None = None,
+) -> IntentReport:
+    """Each tag's precision and recall, and a confusion matrix of the gold classes against
+    the strongest predicted tag among ``tags`` (default: the tags the file speaks about)."""
+    if classifier is None:
+        classifier = ExperienceClassifier(non_english="score")
+    tags = tuple(tags) if tags is not None else file_tags(examples)
+    found = [
+        [t for t in classifier.classify(e.text, rating=e.stars).intents if t in tags]
+        for e in examples
+    ]
+    predicted = [frozenset(f) for f in found]
+    strongest = [f[0] if f else "none" for f in found]
+    rows = []
+    for tag in tags:
+        tp = sum(tag in p and tag in e.tags for p, e in zip(predicted, examples, strict=True))
+        flagged = sum(tag in p for p in predicted)
+        gold = sum(tag in e.tags for e in examples)
+        rows.append(TagMetrics(tag, gold, _ratio(tp, flagged), _ratio(tp, gold)))
+    confusion: dict[str, dict[str, int]] = {}
+    for e, top in zip(examples, strongest, strict=True):
+        confusion.setdefault(e.gold, {}).setdefault(top, 0)
+        confusion[e.gold][top] += 1
+    return IntentReport(title, len(examples), tuple(rows), confusion, (*tags, "none"))
+
+
+def format_intent_report(report: IntentReport) -> str:
+    """Per-tag precision/recall and the confusion matrix, as Markdown tables."""
+    lines = [f"{report.title} (n={report.n}), intent tags", ""] if report.title else []
+    lines += ["| tag | gold | precision | recall | F1 |", "|---|---:|---:|---:|---:|"]
+    for t in report.tags:
+        lines.append(
+            f"| {t.tag} | {t.positives} | {_pct(t.precision)} | {_pct(t.recall)} | {_pct(t.f1)} |"
+        )
+    lines += ["", "| gold \\ strongest tag | " + " | ".join(report.columns) + " |"]
+    lines.append("|---|" + "---:|" * len(report.columns))
+    for gold in sorted(report.confusion):
+        counts = report.confusion[gold]
+        cells = " | ".join(str(counts.get(c, 0)) for c in report.columns)
+        lines.append(f"| {gold} | {cells} |")
+    return "\n".join(lines)
+
+
 def load_examples(
     path: str | Path,
     *,
@@ -221,25 +385,31 @@ def load_examples(
     )
 
 
+#: Files that hold the same texts as another file share its split (CLAP's intent and star
+#: labels are two files of the same reviews).
+SPLIT_ALIASES = {"app_reviews_intent_clap.csv": "app_reviews_sentiment_clap.csv"}
+
+
 def in_test_split(
-    example: Example, seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION
+    example: Example | IntentExample, seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION
 ) -> bool:
     """Whether an example belongs to the test part.
 
     The split hashes ``seed``, the source file name and the id, so it is the same on every
     machine and Python version, and adding rows never moves existing ones.
     """
-    key = f"{seed}:{example.source}:{example.id}".encode()
+    source = SPLIT_ALIASES.get(example.source, example.source)
+    key = f"{seed}:{source}:{example.id}".encode()
     bucket = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
     return bucket < test_fraction
 
 
 def split_examples(
-    examples: Iterable[Example],
+    examples: Iterable[E],
     part: Part = "test",
     seed: int = SPLIT_SEED,
     test_fraction: float = TEST_FRACTION,
-) -> list[Example]:
+) -> list[E]:
     """Keep the ``train`` or ``test`` part of ``examples`` (``all`` keeps everything)."""
     if part == "all":
         return list(examples)
@@ -307,12 +477,30 @@ def score_predictions(
     return Metrics(name, n, _ratio(correct, n), macro, neg_p, neg_r, pos_p, pos_r, r, ms_per_text)
 
 
+def recall_at_precision(
+    gold_negative: Sequence[bool], negativity: Sequence[float], precision: float = 0.8
+) -> float | None:
+    """The best recall of "negative" at any cut of ``negativity`` (higher: more negative)
+    whose precision is at least ``precision``; ``None`` without negative examples."""
+    positives = sum(gold_negative)
+    if not positives:
+        return None
+    ranked = sorted(zip(negativity, gold_negative, strict=True), key=lambda p: -p[0])
+    best, hits = 0.0, 0
+    for k, (value, is_neg) in enumerate(ranked, start=1):
+        hits += is_neg
+        at_cut = k == len(ranked) or ranked[k][0] != value  # ties are cut together
+        if at_cut and hits / k >= precision:
+            best = max(best, hits / positives)
+    return best
+
+
 def run_classifier(name: str, classifier: Classifier, examples: Sequence[Example]) -> Metrics:
     """Classify every example and score the predictions."""
     start = time.perf_counter()
     results = [classifier.classify(e.text, rating=e.stars) for e in examples]
     elapsed = time.perf_counter() - start
-    return score_predictions(
+    metrics = score_predictions(
         name,
         [e.label for e in examples],
         [r.label for r in results],
@@ -320,6 +508,23 @@ def run_classifier(name: str, classifier: Classifier, examples: Sequence[Example
         [r.score for r in results],
         ms_per_text=1000 * elapsed / len(examples) if examples else 0.0,
     )
+    negativity = [
+        r.negative_probability if r.negative_probability is not None else -r.score for r in results
+    ]
+    at_80 = recall_at_precision([e.label is Label.NEGATIVE for e in examples], negativity)
+    return replace(metrics, negative_recall_at_80=at_80)
+
+
+def default_classifiers() -> list[tuple[str, Classifier]]:
+    """Plain VADER, the flag model alone (the classifier before the meaning model), and the
+    default experience classifier (the meaning model over the embeddings)."""
+    # The language check is off: evaluation data is English by construction, and a text
+    # marked "unscored" would be counted as a miss rather than measured.
+    return [
+        ("vader", VaderClassifier()),
+        ("flags", ExperienceClassifier(non_english="score", meaning=None)),
+        ("experience", ExperienceClassifier(non_english="score")),
+    ]
 
 
 def evaluate(
@@ -329,12 +534,7 @@ def evaluate(
 ) -> Report:
     """Run plain VADER and the experience classifier (or ``classifiers``) on ``examples``."""
     if classifiers is None:
-        # The language check is off: evaluation data is English by construction, and a
-        # text marked "unscored" would be counted as a miss rather than measured.
-        classifiers = [
-            ("vader", VaderClassifier()),
-            ("experience", ExperienceClassifier(non_english="score")),
-        ]
+        classifiers = default_classifiers()
     rows = tuple(run_classifier(name, clf, examples) for name, clf in classifiers)
     return Report(title, len(examples), rows)
 
@@ -350,14 +550,16 @@ def format_report(report: Report) -> str:
         lines.append(f"{report.title} (n={report.n})")
         lines.append("")
     lines.append(
-        "| classifier | accuracy | macro-F1 | neg P | neg R | pos P | pos R | r | ms/text |"
+        "| classifier | accuracy | macro-F1 | neg P | neg R | neg R at P>=80 | pos P | pos R "
+        "| r | ms/text |"
     )
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in report.rows:
         r = "n/a" if m.pearson_r is None else f"{m.pearson_r:.3f}"
+        at_80 = "n/a" if m.negative_recall_at_80 is None else _pct(m.negative_recall_at_80)
         lines.append(
             f"| {m.name} | {_pct(m.accuracy)} | {_pct(m.macro_f1)} | "
-            f"{_pct(m.negative_precision)} | {_pct(m.negative_recall)} | "
+            f"{_pct(m.negative_precision)} | {_pct(m.negative_recall)} | {at_80} | "
             f"{_pct(m.positive_precision)} | {_pct(m.positive_recall)} | {r} | "
             f"{m.ms_per_text:.3f} |"
         )
@@ -378,14 +580,27 @@ def evaluate_files(
     """
     sections: list[str] = []
     combined: list[Example] = []
+    sentiment_files = 0
     for path in paths:
+        content = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+        if is_intent_file(content):
+            intents = parse_intent_examples(content, source=Path(path).name)
+            intents = split_examples(intents, part, seed, test_fraction)
+            if not intents:
+                raise ValueError(f"{Path(path).name}: no examples in the {part} part")
+            report = evaluate_intents(intents, title=_title(path, part, seed))
+            sections.append(format_intent_report(report))
+            continue
+        sentiment_files += 1
         examples = load_examples(
             path, gold_negative_at=gold_negative_at, gold_positive_at=gold_positive_at
         )
         examples = split_examples(examples, part, seed, test_fraction)
+        if not examples:
+            raise ValueError(f"{Path(path).name}: no examples in the {part} part")
         combined.extend(examples)
         sections.append(format_report(evaluate(examples, title=_title(path, part, seed))))
-    if len(paths) > 1:
+    if sentiment_files > 1:
         sections.append(format_report(evaluate(combined, title=_title("all files", part, seed))))
     return "\n\n".join(sections)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import io
 import threading
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -244,7 +245,7 @@ class MeaningModel:
                     platt=npz["platt"],
                     thresholds=npz["thresholds"],
                 )
-        except (KeyError, OSError, EOFError) as exc:
+        except (KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"not a meaning model: {exc}") from exc
 
     @classmethod

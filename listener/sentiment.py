@@ -73,6 +73,9 @@ class SentimentResult:
     confidence: float | None = None
     intents: tuple[str, ...] = field(default_factory=tuple)
     model: str | None = None
+    #: How likely the *text* is negative, by the model that decided (``None`` for VADER).
+    #: ``earshot eval`` ranks by it for "negative recall at a precision".
+    negative_probability: float | None = None
 
 
 class Classifier(Protocol):
@@ -363,10 +366,12 @@ class ExperienceClassifier(_Thresholds):
         confidence: float | None = None
         intents: tuple[str, ...] = ()
         model: str | None = None
+        p_neg: float | None = None
         if self.meaning is not None:
             reading = self.meaning.read(self.features(prepared, polarity))
             label, confidence, intents = reading.label, reading.confidence, reading.intents
             model = self.meaning.version
+            p_neg = reading.probabilities.get("negative")
             if self.flags is not None and label in (Label.NEGATIVE, Label.POSITIVE):
                 head = self.flags.negative if label is Label.NEGATIVE else self.flags.positive
                 drivers = head.drivers(self.flags.tokens(prepared), self.max_reasons)
@@ -374,11 +379,18 @@ class ExperienceClassifier(_Thresholds):
             label = self.label_for(score)
         else:
             decision = self.flags.decide(prepared, polarity, self.max_reasons)
-            label, drivers = decision.label, decision.drivers
+            label, drivers, p_neg = decision.label, decision.drivers, decision.negative
         words = self._reasons(prepared, label, drivers)
         if rating is None or not 1 <= rating <= 5:
             return SentimentResult(
-                label, score, words, lang, confidence=confidence, intents=intents, model=model
+                label,
+                score,
+                words,
+                lang,
+                confidence=confidence,
+                intents=intents,
+                model=model,
+                negative_probability=p_neg,
             )
         fused_label, fused, rules = self._fuse(label, score, rating, confidence)
         if fused_label not in (label, Label.MIXED):
@@ -395,6 +407,7 @@ class ExperienceClassifier(_Thresholds):
             confidence=confidence,
             intents=intents,
             model=model,
+            negative_probability=p_neg,
         )
 
     def _fuse(

@@ -179,11 +179,11 @@ def test_flag_threshold_keeps_precision_at_vaders_on_every_source(fit_lexicon: A
         fit_lexicon._flag_threshold(data, N, probability, -0.5, margin=0.0)
 
 
-def test_report_table_lists_both_classifiers() -> None:
+def test_report_table_lists_the_three_classifiers() -> None:
     examples = [Example("1", "the app crashes", N), Example("2", "love it", P)]
     table = format_report(evaluate(examples, title="toy"))
     assert table.splitlines()[0] == "toy (n=2)"
-    assert "| vader |" in table and "| experience |" in table
+    assert "| vader |" in table and "| flags |" in table and "| experience |" in table
 
 
 def test_evaluate_files_prints_each_file_and_the_union(tmp_path: Path) -> None:
@@ -206,7 +206,9 @@ def test_split() -> dict[str, list[Example]]:
     }
 
 
-def _rows(examples: list[Example]) -> tuple:  # (vader, experience) Metrics
+def _rows(examples: list[Example]) -> tuple:  # (vader, flag model) Metrics
+    # issue 7's acceptance, kept for the flag model (now one input of the meaning model and
+    # the classifier with ``meaning=None``); the meaning model's is in test_meaning_eval.py
     report = evaluate(examples)
     return report.rows[0], report.rows[1]
 
