@@ -44,8 +44,28 @@ _WORD = re.compile(r"[\w']+|[^\w\s]+", re.UNICODE)
 
 NonEnglish = Literal["unscored", "skip", "score"]
 #: Length of ``ExperienceClassifier.features``: the embedding, VADER's three, two flag
-#: logits, and two hinges of the compound score.
-FEATURES = DIM + 7
+#: logits, two hinges of the compound score, and the churn and billing cues.
+FEATURES = DIM + 9
+
+#: Phrases that say a customer is leaving (one input of the churn-risk head, and its reason).
+CHURN_CUES = re.compile(
+    r"\b(?:uninstall(?:ed|ing)?|cancel(?:l?ed|l?ing)? (?:my|the|our) "
+    r"(?:subscription|account|membership|plan|order)|switch(?:ed|ing)? (?:over )?to|"
+    r"delet(?:e|ed|ing) (?:my|the) account|clos(?:e|ed|ing) my account|"
+    r"never (?:buy|buying|use|using|order|ordering|going back|again)|"
+    r"(?:won't|will not|wont) (?:be )?(?:buy|buying|use|using|return|returning|coming back|"
+    r"recommend)|return(?:ed|ing)? (?:it|this|them|the)|sent (?:it|them) back|moving to|"
+    r"look(?:ing)? for (?:an )?alternative|going back to|get rid of (?:this|it)|"
+    r"done with (?:this|it|you))\b",
+    re.IGNORECASE,
+)
+#: Words about money between the customer and the product (an input of the billing head).
+BILLING_CUES = re.compile(
+    r"\b(?:charg(?:e|ed|es|ing)|refund(?:ed|s)?|overcharg\w*|billing|billed|subscription|"
+    r"subscrib\w*|price[sd]?|pricing|paywall|premium|in-app purchases?|expensive|overpriced|"
+    r"money back|paid|pay(?:ing)? for|fees?|cost(?:s|ly)?|trial)\b|\$\d",
+    re.IGNORECASE,
+)
 Fitted = Literal["fitted"]
 
 
@@ -325,13 +345,16 @@ class ExperienceClassifier(_Thresholds):
 
         The text's embedding, VADER's compound/neg/pos, how far the compound is past
         +-0.5 on either side (a clear score means more than a linear step), and the two flag
-        heads' log-odds (zero without a flag model): ``FEATURES`` float32 values.
+        heads' log-odds (zero without a flag model), and whether a churn or billing cue
+        occurs (``CHURN_CUES``, ``BILLING_CUES``): ``FEATURES`` float32 values.
         """
         vector = np.empty(FEATURES, dtype=np.float32)
         vector[:DIM] = embedding.embed(prepared)
         vector[DIM : DIM + 3] = polarity
         vector[DIM + 5] = max(0.0, polarity[0] - 0.5)
         vector[DIM + 6] = max(0.0, -polarity[0] - 0.5)
+        vector[DIM + 7] = CHURN_CUES.search(prepared) is not None
+        vector[DIM + 8] = BILLING_CUES.search(prepared) is not None
         if self.flags is not None:
             tokens = self.flags.tokens(prepared)
             vector[DIM + 3] = self.flags.negative.logit(tokens, polarity)
