@@ -124,6 +124,16 @@ def check(config: ConfigOption = Path("earshot.toml")) -> None:
         negative_at, positive_at = thresholds or (-0.5, 0.5)
         labels = f"negative <= {negative_at}, positive >= {positive_at}"
     lines.append(f"sentiment: {sentiment.classifier}, {labels}")
+    relevance = settings.relevance
+    if relevance.enabled:
+        lines.append(
+            f"relevance: on, below {relevance.min_relevance:g} held as probably unrelated "
+            f"(scored once a query has {relevance.min_examples} accepted mentions)"
+        )
+    else:
+        lines.append("relevance: off")
+    if thresholds is None and sentiment.classifier == "experience":
+        lines.append(_model_line(database_url(settings, secrets)))
     lines.append("sources:")
     for entry in settings.sources:
         from earshot.listener.sources import SOURCE_TYPES
@@ -150,6 +160,45 @@ def check(config: ConfigOption = Path("earshot.toml")) -> None:
     for override in env_overrides():
         lines.append(f"from the environment: {override.key} ({override.variable})")
     typer.echo("\n".join(lines))
+
+
+def _model_line(url: str) -> str:
+    """Which sentiment model the service would load from ``url``, and whether it loads."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session
+
+    from earshot.listener.meaning import MeaningModel
+    from earshot.listener.model_versions import active_model
+
+    from . import migrations
+
+    shipped = MeaningModel.default().version
+    parsed = make_url(url)
+    sqlite_file = parsed.drivername.startswith("sqlite") and parsed.database not in (
+        None,
+        "",
+        ":memory:",
+    )
+    if sqlite_file and not Path(str(parsed.database)).exists():
+        return f"model: {shipped} (shipped, loaded; no database yet)"
+    try:
+        if not migrations.status(url).up_to_date:
+            return f"model: {shipped} (shipped, loaded; the database needs `earshot db upgrade`)"
+        store = Store.from_url(url)
+        try:
+            with Session(store.engine) as session:
+                model = active_model(session)
+        finally:
+            store.engine.dispose()
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return f"model: {shipped} (shipped; the database could not be read: {reason})"
+    except ValueError as exc:
+        return f"model: the active trained model does not load ({exc}); earshot uses {shipped}"
+    if model.version == shipped:
+        return f"model: {shipped} (shipped, loaded)"
+    return f"model: {model.version} (trained by `earshot train`, loaded from the database)"
 
 
 @app.command()
@@ -226,6 +275,65 @@ def eval_(
         typer.echo(f"cannot evaluate: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(table)
+
+
+@app.command()
+def train(
+    config: ConfigOption = Path("earshot.toml"),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Compare and print, store nothing.")
+    ] = False,
+    holdout: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of the corrections held out to compare the models on "
+            "(default: [training]'s, 0.3)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
+    min_corrections: Annotated[
+        int | None,
+        typer.Option(help="Corrected mentions needed to train (default: [training]'s, 10)."),
+    ] = None,
+) -> None:
+    """Refit the sentiment model on the team's corrections; adopt it only if not worse.
+
+    Exit 0: adopted, or nothing to train (too few corrections). Exit 1: the refit was
+    worse and refused (the active model stays). Exit 2: config or database problem.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from earshot.listener.learning import train as train_model
+
+    if holdout is not None and not 0 < holdout < 1:
+        typer.echo("--holdout must be between 0 and 1", err=True)
+        raise typer.Exit(2)
+    setup_logging(level="WARNING", fmt="text")
+    settings = _load(config)
+    training = settings.training
+    url = database_url(settings, Secrets.from_env())
+    try:
+        store = _store(config, settings)
+        try:
+            outcome = train_model(
+                store,
+                holdout=training.holdout if holdout is None else holdout,
+                seed=seed,
+                min_corrections=training.min_corrections
+                if min_corrections is None
+                else min_corrections,
+                dry_run=dry_run,
+                note="earshot train" + (" --dry-run" if dry_run else ""),
+            )
+        finally:
+            store.engine.dispose()
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        typer.echo(f"earshot train: database {redact_url(url)}: {reason}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(outcome.report())
+    if outcome.outcome in ("refused", "conflict"):
+        raise typer.Exit(1)
 
 
 outbox_app = typer.Typer(help="Inspect and repair the delivery outbox.", no_args_is_help=True)

@@ -476,6 +476,29 @@ class SpikeSettings(_Section):
     channel: str | None = None
 
 
+class TrainingSettings(_Section):
+    """``[training]``: refit the sentiment model on the team's corrections on a schedule
+    (what ``earshot train`` does; off unless enabled)."""
+
+    enabled: bool = False
+    #: When the weekly run starts: day and time, in ``timezone``.
+    weekly_at: Weekly = "sun 03:00"
+    timezone: TimeZone = "UTC"
+    #: Corrected mentions needed before a refit is tried.
+    min_corrections: int = Field(10, ge=2)
+    #: Share of the corrections held out to compare the models on.
+    holdout: float = Field(0.3, gt=0, lt=1)
+
+
+class RelevanceSettings(_Section):
+    """``[relevance]``: per-query relevance learned from accepted mentions and "Not relevant"
+    clicks; a mention below ``min_relevance`` is held as probably unrelated, not alerted."""
+
+    enabled: bool = True
+    min_relevance: float = Field(0.5, gt=0, lt=1)
+    min_examples: int = Field(5, ge=2)
+
+
 class Settings(_Section):
     """The whole config file."""
 
@@ -488,6 +511,8 @@ class Settings(_Section):
     routes: list[RouteSettings] = Field(default_factory=list)
     digests: DigestSettings = DigestSettings()
     spikes: SpikeSettings = SpikeSettings()
+    relevance: RelevanceSettings = RelevanceSettings()
+    training: TrainingSettings = TrainingSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -17,11 +17,15 @@ from typing import Any
 
 import httpx
 from slack_sdk import WebClient
+from sqlmodel import Session
 
-from earshot.listener import USER_AGENT
+from earshot.listener import USER_AGENT, metrics
 from earshot.listener.digest import DigestSchedule, PeriodKind, enqueue_digest
+from earshot.listener.meaning import MeaningModel
+from earshot.listener.model_versions import active_model, active_version
 from earshot.listener.pipeline import Pipeline
 from earshot.listener.query import QuerySet
+from earshot.listener.relevance import Relevance
 from earshot.listener.routing import Action, Router, RouteRule, query_rules
 from earshot.listener.sentiment import Classifier, ExperienceClassifier, VaderClassifier
 from earshot.listener.sources import SOURCE_TYPES, RateLimiter, Source, SourceHttp
@@ -135,6 +139,98 @@ def refresh_queries(app: Earshot) -> None:
         app.pipeline.source_queries = source_queries(app.settings, queries, aliases)
 
 
+def load_meaning(store: Store) -> MeaningModel:
+    """The model ``earshot train`` activated, else the shipped one (also, logged, when the
+    stored one cannot be read)."""
+    try:
+        with Session(store.engine) as session:
+            return active_model(session)
+    except Exception:
+        logger.exception("could not load the active sentiment model; using the shipped one")
+        return MeaningModel.default()
+
+
+def model_version(classifier: Classifier) -> str:
+    """What labels mentions: the meaning model's version, or ``vader``/``thresholds``."""
+    if isinstance(classifier, ExperienceClassifier):
+        return classifier.meaning.version if classifier.meaning is not None else "thresholds"
+    return "vader"
+
+
+def refresh_model(app: Earshot) -> str | None:
+    """Swap in the model ``earshot train`` activated since the last look (a scheduler job).
+
+    Returns the new version, or ``None`` when nothing changed. The swap is one attribute
+    assignment: a mention being classified meanwhile gets the old model or the new one.
+    """
+    classifier = app.pipeline.classifier
+    if not isinstance(classifier, ExperienceClassifier) or classifier.meaning is None:
+        return None
+    try:
+        with Session(app.store.engine) as session:
+            wanted = active_version(session) or MeaningModel.default().version
+    except Exception as exc:
+        logger.warning("could not look up the active sentiment model: %s", exc)
+        return None
+    current = classifier.meaning.version
+    if wanted == current:
+        return None
+    model = load_meaning(app.store)
+    if model.version == current:
+        return None
+    classifier.meaning = model
+    metrics.set_model_version(model.version)
+    logger.info("sentiment model %s replaces %s", model.version, current)
+    return model.version
+
+
+def train_job(app: Earshot) -> str:
+    """The scheduled ``earshot train`` (``[training]``): refit, compare, adopt if not worse,
+    log the outcome; an adopted model is swapped in at once. Returns the outcome."""
+    from earshot.listener.learning import train
+
+    training = app.settings.training
+    classifier = app.pipeline.classifier
+    features = (
+        classifier
+        if isinstance(classifier, ExperienceClassifier) and classifier.flags is not None
+        else None
+    )
+    try:
+        outcome = train(
+            app.store,
+            classifier=features,
+            holdout=training.holdout,
+            min_corrections=training.min_corrections,
+            note="weekly schedule",
+        )
+    except Exception:
+        logger.exception("scheduled training failed")
+        return "failed"
+    if outcome.outcome == "refused":
+        logger.warning("scheduled training: %s", outcome.report())
+    else:
+        logger.info("scheduled training: %s", outcome.report())
+    if outcome.outcome == "adopted":
+        refresh_model(app)
+    return outcome.outcome
+
+
+def training_schedule(settings: Settings) -> dict[str, Any] | None:
+    """``[training]``'s weekly run as cron fields, or ``None`` when it is off."""
+    training = settings.training
+    if not training.enabled:
+        return None
+    day, at = training.weekly_at.split()
+    hour, minute = at.split(":")
+    return {
+        "day_of_week": day,
+        "hour": int(hour),
+        "minute": int(minute),
+        "timezone": training.timezone,
+    }
+
+
 def source_queries(
     settings: Settings, queries: QuerySet, aliases: dict[str, str]
 ) -> dict[str, QuerySet]:
@@ -206,10 +302,23 @@ def digest_schedules(settings: Settings) -> list[tuple[PeriodKind, DigestSchedul
                     weekly_at=_clock(at),
                     scope=own["scope"],
                     chart=own["chart"],
+                    min_relevance=settings.relevance.min_relevance
+                    if settings.relevance.enabled
+                    else None,
                 ),
             )
         )
     return schedules
+
+
+def unrelated_digests(schedules: list[tuple[PeriodKind, DigestSchedule]]) -> dict[str, str]:
+    """Where a probably unrelated mention of each alert channel is held: the channel's daily
+    digest, else its hourly one (a channel with neither stores them only)."""
+    chosen: dict[str, str] = {}
+    for kind, schedule in schedules:
+        if kind == "daily" or (kind == "hourly" and schedule.channel not in chosen):
+            chosen[schedule.channel] = kind
+    return chosen
 
 
 def send_digests(app: Earshot, now: datetime | None = None) -> int:
@@ -328,7 +437,10 @@ def build(
             *thresholds, flags=None, meaning=None, non_english=sentiment.non_english
         )
     else:
-        classifier = ExperienceClassifier(non_english=sentiment.non_english)
+        classifier = ExperienceClassifier(
+            non_english=sentiment.non_english, meaning=load_meaning(store)
+        )
+    metrics.set_model_version(model_version(classifier))
     router = MutingRouter(
         store,
         settings.slack.alerts_channel,
@@ -336,7 +448,16 @@ def build(
         aliases=aliases,
         rules=route_rules(settings),
         tags=settings.product.tags(),
+        min_relevance=settings.relevance.min_relevance,
     )
+    schedules = digest_schedules(settings)
+    relevance = None
+    if settings.relevance.enabled:
+        relevance = Relevance(
+            store,
+            min_relevance=settings.relevance.min_relevance,
+            min_examples=settings.relevance.min_examples,
+        )
     pipeline = Pipeline(
         store,
         queries,
@@ -347,6 +468,8 @@ def build(
         storm=(settings.slack.storm_threshold, settings.slack.storm_window),
         owner=os.environ.get("EARSHOT_REPLICA_ID") or None,
         source_queries=source_queries(settings, queries, aliases),
+        relevance=relevance,
+        unrelated_digests=unrelated_digests(schedules),
     )
     if channel is None:
         if secrets.slack_bot_token:
@@ -387,10 +510,15 @@ def build(
         app.extras["slack"] = slack_app
         app.extras["readiness"] = slack_app.readiness
         jobs.extend(slack_app.jobs())
-    app.extras["digests"] = digest_schedules(settings)
+    app.extras["digests"] = schedules
     if app.extras["digests"]:
         jobs.append(("digests", settings.digests.every, lambda: send_digests(app)))
     if settings.spikes.enabled:
         jobs.append(("spikes", settings.spikes.every, lambda: check_spikes_job(app)))
+    if isinstance(classifier, ExperienceClassifier) and classifier.meaning is not None:
+        jobs.append(("model", 60.0, lambda: refresh_model(app)))
+    schedule = training_schedule(settings)
+    if schedule is not None:
+        app.extras["cron_jobs"] = [("train", schedule, lambda: train_job(app))]
     app.extras["jobs"] = jobs
     return app

@@ -86,6 +86,8 @@ class DigestSchedule:
     * **scope** - ``routed``: the figures count the mentions routed to this channel
       (alerted there or held for its digest); ``all``: every stored mention.
     * **chart** - attach the volume and sentiment chart to daily and weekly digests.
+    * **min_relevance** - held mentions scored for relevance below it are listed apart, as
+      "probably unrelated", and left out of the top lists (``None``: no such list).
     """
 
     channel: str
@@ -96,6 +98,7 @@ class DigestSchedule:
     weekly_at: time = time(9, 0)
     scope: Scope = "routed"
     chart: bool = True
+    min_relevance: float | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -233,6 +236,9 @@ class Digest:
     top_positive: list[Item] = field(default_factory=list)
     held: list[Item] = field(default_factory=list)
     held_total: int = 0
+    #: Held mentions probably unrelated to their query (relevance below the threshold).
+    unrelated: list[Item] = field(default_factory=list)
+    unrelated_total: int = 0
     unhandled: list[Item] = field(default_factory=list)
     unhandled_total: int = 0
     days: list[DayCount] = field(default_factory=list)
@@ -261,7 +267,7 @@ class Digest:
     def from_payload(cls, payload: dict[str, Any]) -> Digest:
         """The digest back from ``to_payload`` (unknown keys are ignored)."""
         data = {k: v for k, v in payload.items() if k in cls.__dataclass_fields__}
-        for name in ("top_negative", "top_positive", "held", "unhandled"):
+        for name in ("top_negative", "top_positive", "held", "unhandled", "unrelated"):
             data[name] = [Item(**item) for item in data.get(name) or []]
         data["days"] = [DayCount(**day) for day in data.get("days") or []]
         data["response_times"] = [ResponseTimes(**r) for r in data.get("response_times") or []]
@@ -442,6 +448,7 @@ def build_digest(
     scope: Scope = "routed",
     chart: bool = False,
     session: Session | None = None,
+    min_relevance: float | None = None,
 ) -> Digest:
     """The figures of ``period`` for its channel (reads only).
 
@@ -450,16 +457,30 @@ def build_digest(
     for this digest, the channel's alerts still unhandled, mentions per day and label for
     the chart (at least ``CHART_DAYS`` days), for weekly digests the response times of
     every channel, and the number of spam mentions filtered in the period (``scope="all"``
-    leaves them out of the other figures; ``routed`` never had them).
+    leaves them out of the other figures; ``routed`` never had them). Held mentions whose
+    relevance is below ``min_relevance`` are listed apart as probably unrelated.
     """
     if session is None:
         with Session(store.engine) as own:
-            return _build(store, period, scope, chart, own)[0]
-    return _build(store, period, scope, chart, session)[0]
+            return _build(store, period, scope, chart, own, min_relevance)[0]
+    return _build(store, period, scope, chart, session, min_relevance)[0]
+
+
+def _unrelated(mention: Mention, min_relevance: float | None) -> bool:
+    return (
+        min_relevance is not None
+        and mention.relevance is not None
+        and mention.relevance < min_relevance
+    )
 
 
 def _build(
-    store: Store, period: Period, scope: Scope, chart: bool, session: Session
+    store: Store,
+    period: Period,
+    scope: Scope,
+    chart: bool,
+    session: Session,
+    min_relevance: float | None = None,
 ) -> tuple[Digest, list[int]]:
     tz = ZoneInfo(period.timezone)
     chart_start = min(period.start, period.end - timedelta(days=CHART_DAYS))
@@ -473,9 +494,12 @@ def _build(
         if period.previous.start <= (as_utc(m.created_at) or period.end) < period.start
     ]
     held = _held(session, period)
+    unrelated = [m for m in held if _unrelated(m, min_relevance)]
+    kept = [m for m in held if not _unrelated(m, min_relevance)]
     unhandled_total, unhandled = _unhandled(session, period.channel)
     last_day = (period.end - timedelta(microseconds=1)).astimezone(tz).date()
     first_day = chart_start.astimezone(tz).date()
+    tops = [m for m in current if not (m.digest and _unrelated(m, min_relevance))]
     charted = [m for m in window if chart_start <= (as_utc(m.created_at) or period.end)]
     digest = Digest(
         kind=period.kind,
@@ -489,10 +513,12 @@ def _build(
         by_source=dict(sorted(Counter(m.source for m in current).items())),
         by_sentiment=dict(Counter(m.sentiment_label or "unscored" for m in current)),
         previous_by_sentiment=dict(Counter(m.sentiment_label or "unscored" for m in previous)),
-        top_negative=_tops(current, Label.NEGATIVE, TOP),
-        top_positive=_tops(current, Label.POSITIVE, TOP),
-        held=[Item.of(m) for m in held[:HELD]],
-        held_total=len(held),
+        top_negative=_tops(tops, Label.NEGATIVE, TOP),
+        top_positive=_tops(tops, Label.POSITIVE, TOP),
+        held=[Item.of(m) for m in kept[:HELD]],
+        held_total=len(kept),
+        unrelated=[Item.of(m) for m in unrelated[:HELD]],
+        unrelated_total=len(unrelated),
         unhandled=unhandled,
         unhandled_total=unhandled_total,
         days=_days(charted, tz, first_day, last_day),
@@ -524,7 +550,9 @@ def enqueue_digest(
         if exists is not None:
             return None
         chart = schedule.chart and kind != "hourly"
-        digest, held_ids = _build(store, period, schedule.scope, chart, session)
+        digest, held_ids = _build(
+            store, period, schedule.scope, chart, session, schedule.min_relevance
+        )
         payload = digest.to_payload()
         rows = [(period.key, KIND_DIGEST, payload)]
         if chart:

@@ -38,6 +38,12 @@ DUPLICATES = Counter(
 SKIPPED = Counter(
     "earshot_items_skipped", "Malformed items skipped.", ["source"], registry=REGISTRY
 )
+UNRELATED = Counter(
+    "earshot_mentions_unrelated",
+    "Mentions that would have alerted, held as probably unrelated to their query.",
+    ["source"],
+    registry=REGISTRY,
+)
 POLL_ERRORS = Counter(
     "earshot_poll_errors",
     "Poll errors by source and kind.",

@@ -18,6 +18,7 @@ from datetime import datetime
 from . import metrics
 from .models import Mention, utcnow
 from .query import Document, QuerySet
+from .relevance import Relevance
 from .routing import Router
 from .sentiment import Classifier
 from .sources.base import FatalError, RateLimitedError, Source, SourceError
@@ -107,9 +108,17 @@ class Pipeline:
         failing_after: int = 3,
         source_queries: Mapping[str, QuerySet] | None = None,
         storm: tuple[int, float] | None = None,
+        relevance: Relevance | None = None,
+        unrelated_digests: Mapping[str, str] | None = None,
     ) -> None:
         #: ``(threshold, window seconds)`` of alert storms (see ``Store.ingest``).
         self.storm = storm
+        #: Per-query relevance (``None``: mentions are not scored). A mention scored below
+        #: its threshold that would alert goes to ``unrelated_digests[channel]`` ("hourly" or
+        #: "daily") as "probably unrelated", or, when that channel has no digest, is stored
+        #: only; it is never amplified.
+        self.relevance = relevance
+        self.unrelated_digests = dict(unrelated_digests or {})
         #: Per source type, the queries that apply to it (queries naming their ``sources``);
         #: a type not in it uses ``queries``.
         self.source_queries = dict(source_queries or {})
@@ -257,6 +266,11 @@ class Pipeline:
         report.error_kinds.extend(type(exc).__name__ for exc in result.errors)
         kept = [m for m in result.mentions if self._match(source, m)]
         report.matched = len(kept)
+        if self.relevance is not None and kept:
+            try:
+                self.relevance.refresh()  # what every replica stored and leads clicked since
+            except Exception as exc:  # scoring goes on with the models as they are
+                logger.warning("%s: could not refresh relevance: %s", source.key, exc)
         # Store whatever the poll got, with the cursor of the units that succeeded (a failed
         # unit's cursor is left where it was), before deciding how the poll went.
         ingest = self.store.ingest(source.key, kept, result.cursor, self._prepare, storm=self.storm)
@@ -320,9 +334,27 @@ class Pipeline:
         mention.model_version = str(model)[:64] if model else None
         if result.language and not mention.language:
             mention.language = result.language[:16]
+        if self.relevance is not None:
+            mention.relevance = self.relevance.score(mention)
         if getattr(result, "skip", False):
             return []  # stored, not alerted (e.g. a language the config skips)
-        return self.router.routes(mention)
+        routes = self.router.routes(mention)
+        if routes and self.relevance is not None and self.relevance.below(mention.relevance):
+            return self._hold_unrelated(mention, routes)
+        return routes
+
+    def _hold_unrelated(self, mention: Mention, routes: Sequence[Route]) -> list[Route]:
+        """A mention that would alert but is probably unrelated to its query: held for the
+        digest of the first alert channel that has one (listed there as "probably
+        unrelated"), else stored only. Never alerted, never amplified."""
+        metrics.UNRELATED.labels(mention.source).inc()
+        for channel, _kind in routes:
+            digest = self.unrelated_digests.get(channel)
+            if digest:
+                mention.digest = digest
+                mention.digest_channel = channel
+                break
+        return []
 
     def _failed(self, source: Source, health: SourceHealth, exc: Exception) -> None:
         health.consecutive_failures += 1

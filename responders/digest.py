@@ -198,6 +198,15 @@ def render_digest(digest: Digest) -> RenderedMessage:
                 digest.held_total - len(digest.held),
             )
         )
+    if digest.unrelated_total:
+        blocks.append(
+            _lines_section(
+                "digest_unrelated",
+                f"*Probably unrelated ({digest.unrelated_total}), held instead of alerted*",
+                [_item_line(i) for i in digest.unrelated],
+                digest.unrelated_total - len(digest.unrelated),
+            )
+        )
     if digest.top_negative:
         blocks.append(
             _lines_section(
@@ -253,6 +262,7 @@ def digest_text(digest: Digest) -> str:
     ]
     for heading, items in (
         (f"held for this digest ({digest.held_total})", digest.held),
+        (f"probably unrelated ({digest.unrelated_total})", digest.unrelated),
         ("top negative", digest.top_negative),
         ("top positive", digest.top_positive),
         (f"alerts still unhandled ({digest.unhandled_total})", digest.unhandled),
