@@ -16,6 +16,7 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from earshot.listener import metrics
@@ -104,6 +105,10 @@ class Service:
                 id=job_id,
                 name=job_id,
                 next_run_time=now + timedelta(seconds=seconds),
+            )
+        for job_id, fields, function in self.app.extras.get("cron_jobs", []):
+            self.scheduler.add_job(
+                function, CronTrigger(**fields), id=job_id, name=job_id, misfire_grace_time=3600
             )
         self.scheduler.start()
         slack = self.app.extras.get("slack")

@@ -84,3 +84,15 @@ ALERTS_FAILED = Counter(
 OUTBOX_DEPTH = Gauge(
     "earshot_outbox_depth", "Outbox rows by status.", ["status"], registry=REGISTRY
 )
+MODEL_INFO = Gauge(
+    "earshot_model_info",
+    "The sentiment model version in use (1 for the version labelling mentions now).",
+    ["version"],
+    registry=REGISTRY,
+)
+
+
+def set_model_version(version: str) -> None:
+    """Report ``version`` as the model in use, and no other."""
+    MODEL_INFO.clear()
+    MODEL_INFO.labels(version).set(1)
