@@ -21,9 +21,12 @@ COPY pyproject.toml README.md ./
 COPY listener ./listener
 COPY responders ./responders
 COPY config ./config
+# The last step classifies one text: the embeddings (inside the wordllama wheel) and the
+# meaning model (inside earshot's) are in the image; nothing is fetched at run time.
 RUN python -m venv /opt/earshot \
     && /opt/earshot/bin/pip install --no-compile . \
-    && /opt/earshot/bin/earshot --version
+    && /opt/earshot/bin/earshot --version \
+    && HF_HUB_OFFLINE=1 /opt/earshot/bin/python -c "from earshot.listener.sentiment import ExperienceClassifier as C; print(C().classify('it crashes, refund me').model)"
 
 FROM python:3.11.10-slim-bookworm
 ENV PATH=/opt/earshot/bin:$PATH \
