@@ -55,7 +55,7 @@ __all__ = [
 #: a refit on a few dozen corrections moves it a little either way.
 TOLERANCE = 0.005
 #: Each correction counts this many times against the shipped training set.
-WEIGHT = 20.0
+WEIGHT = 10.0
 
 Outcome = Literal["nothing", "adopted", "refused", "conflict"]
 
