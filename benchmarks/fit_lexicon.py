@@ -387,7 +387,9 @@ def fit_flags(
     The thresholds come from out-of-fold predictions, and everything fitted goes into each
     fold's fit: the lexicon (refitted with ``lexicon_options``), the vocabulary and the heads.
     """
-    data = flag_data(train, ExperienceClassifier(lexicon=weights, non_english="score", flags=None, meaning=None))
+    data = flag_data(
+        train, ExperienceClassifier(lexicon=weights, non_english="score", flags=None, meaning=None)
+    )
     fold_of = np.array([_fold(e, folds) for e in train])
     out_of_fold = np.zeros((len(HEADS), len(train)))
     compound_oof = np.zeros(len(train))  # each fold's compound, from its own lexicon
@@ -395,7 +397,9 @@ def fit_flags(
         inside = [e for e, f in zip(train, fold_of, strict=True) if f != k]
         outside = [e for e, f in zip(train, fold_of, strict=True) if f == k]
         fold_weights = fit(inside, **(lexicon_options or {}))
-        clf = ExperienceClassifier(lexicon=fold_weights, non_english="score", flags=None, meaning=None)
+        clf = ExperienceClassifier(
+            lexicon=fold_weights, non_english="score", flags=None, meaning=None
+        )
         data_in, data_out = flag_data(inside, clf), flag_data(outside, clf)
         vocab = _vocabulary(data_in, min_count)
         x_in, x_out = _design(data_in, vocab), _design(data_out, vocab)

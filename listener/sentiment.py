@@ -390,10 +390,11 @@ class ExperienceClassifier(_Thresholds):
         intents: tuple[str, ...] = ()
         model: str | None = None
         p_neg: float | None = None
-        if self.meaning is not None:
-            reading = self.meaning.read(self.features(prepared, polarity))
+        meaning = self.meaning  # read once: the service may swap in a newly trained model
+        if meaning is not None:
+            reading = meaning.read(self.features(prepared, polarity))
             label, confidence, intents = reading.label, reading.confidence, reading.intents
-            model = self.meaning.version
+            model = meaning.version
             p_neg = reading.probabilities.get("negative")
             if self.flags is not None and label in (Label.NEGATIVE, Label.POSITIVE):
                 head = self.flags.negative if label is Label.NEGATIVE else self.flags.positive

@@ -77,14 +77,14 @@ class TrainingSet:
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        np.savez_compressed(
-            buf,
-            x=self.x.astype(np.float16),
-            sentiment=self.sentiment.astype(str),
-            groups=self.groups.astype(str),
-            keys=self.keys.astype(str),
-            **{f"t_{k}": v.astype(np.int8) for k, v in self.targets.items()},
-        )
+        arrays: dict[str, np.ndarray] = {
+            "x": self.x.astype(np.float16),
+            "sentiment": self.sentiment.astype(str),
+            "groups": self.groups.astype(str),
+            "keys": self.keys.astype(str),
+        }
+        arrays.update({f"t_{k}": v.astype(np.int8) for k, v in self.targets.items()})
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
         return buf.getvalue()
 
     @classmethod
