@@ -117,11 +117,14 @@ backfill = "10000d"
     assert len(mentions) == total  # every review stored once, none missed
     assert rows and all(r.status == "sent" for r in rows), Counter(r.status for r in rows)
     assert {r.idempotency_key for r in rows} == set(posted)
-    # What the safe routing alerts: complaints (by label or intent), unscored, praise; no spam.
+    # What the safe routing alerts: complaints (by label or intent), unscored, praise; no spam,
+    # and nothing probably unrelated to the feed (relevance below 0.5, once scored: the
+    # config has no digest, so those are stored only).
     alerted = [
         m
         for m in mentions
         if "spam" not in m.intents
+        and not (m.relevance is not None and m.relevance < 0.5)
         and (
             m.sentiment_label in ("negative", "mixed", "unscored")
             or {"bug", "billing", "churn_risk"} & set(m.intents)
