@@ -269,6 +269,8 @@ class Pipeline:
         if self.relevance is not None and kept:
             try:
                 self.relevance.refresh()  # what every replica stored and leads clicked since
+                if not source.needs_query:
+                    self.relevance.prime_feed(kept)  # a review feed's first page counts
             except Exception as exc:  # scoring goes on with the models as they are
                 logger.warning("%s: could not refresh relevance: %s", source.key, exc)
         # Store whatever the poll got, with the cursor of the units that succeeded (a failed

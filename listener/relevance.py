@@ -39,7 +39,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,6 +195,7 @@ class Relevance:
         self._recent: set[int] = set()
         self._rejected_ids: set[int] = set()
         self._vectors: dict[tuple[str, str], np.ndarray] = {}
+        self._pages: dict[str, RelevanceModel] = {}  # review feeds' cold start (prime_feed)
         #: Seconds the first refresh took (start-up cost), and how many texts it read.
         self.startup_seconds: float | None = None
         self.startup_texts = 0
@@ -214,16 +215,61 @@ class Relevance:
             found = self.models[key] = RelevanceModel(self.min_examples, self.steepness)
         return found
 
+    def prime_feed(self, mentions: Sequence[Mention]) -> int:
+        """Cold start for a review feed (a source without queries): its own page counts.
+
+        Every review in an app's feed is about the app by construction, so until the feed
+        has ``min_examples`` stored reviews of its own, the reviews of the page being stored
+        serve as its accepted examples: each is scored against the others (leave-one-out),
+        which catches the odd dentist review on a first poll. Not for query-based sources,
+        where the page's majority may be the unrelated namesake. Returns how many pages'
+        worth of keys were primed (0: nothing to do).
+        """
+        by_key: dict[str, list[Mention]] = {}
+        for mention in mentions:
+            by_key.setdefault(relevance_key(mention.matched_query, mention.source), []).append(
+                mention
+            )
+        primed = 0
+        for key, group in by_key.items():
+            with self._lock:
+                model = self.models.get(key)
+                if model is not None and model.n_accepted >= self.min_examples:
+                    continue
+            if len(group) <= self.min_examples:
+                continue
+            vectors = self.embed_many([m.body[:EMBED_CHARS] for m in group])
+            page = RelevanceModel(self.min_examples, self.steepness)
+            for vec in vectors:
+                page.add(vec)
+            with self._lock:
+                self._pages[key] = page
+                for m, vec in zip(group, vectors, strict=True):
+                    self._vectors[(m.source, m.external_id)] = vec
+            primed += 1
+        return primed
+
     def score(self, mention: Mention) -> float | None:
         """The relevance of ``mention`` to its query, rounded to 4 places (``None``: unknown)."""
-        vec = self.embed_many([mention.body[:EMBED_CHARS]])[0]
         key = relevance_key(mention.matched_query, mention.source)
+        with self._lock:
+            vec = self._vectors.get((mention.source, mention.external_id))
+        if vec is None:
+            vec = self.embed_many([mention.body[:EMBED_CHARS]])[0]
         with self._lock:
             if len(self._vectors) > 50_000:
                 self._vectors.clear()
             self._vectors[(mention.source, mention.external_id)] = vec
             model = self.models.get(key)
             value = model.score(vec) if model is not None else None
+            page = self._pages.get(key)
+            if value is None and page is not None:
+                # leave-one-out: the page without this review
+                page.add(vec, sign=-1)
+                try:
+                    value = page.score(vec)
+                finally:
+                    page.add(vec)
         return None if value is None else round(value, 4)
 
     def below(self, value: float | None) -> bool:

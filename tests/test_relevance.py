@@ -130,6 +130,26 @@ def test_an_off_topic_app_store_review_scores_low_once_enough_reviews_are_accept
     assert again.score(later[4]) == scores["Dentists of Tucson"]
 
 
+def test_a_review_feed_first_page_scores_its_own_outliers(store: Store) -> None:
+    """Cold start of a feed: the page's other reviews serve as the accepted examples."""
+    feed = reviews()
+    relevance = Relevance(store)
+    relevance.refresh()
+    assert relevance.score(feed[0]) is None  # nothing stored, nothing primed: no decision
+    assert relevance.prime_feed(feed) == 1
+    scores = {m.title: relevance.score(m) for m in feed}
+    off_topic = [t for t in scores if t == "Dentists of Tucson" or "Restland" in t]
+    assert len(off_topic) == 2 and all((scores[t] or 1.0) < 0.2 for t in off_topic)
+    on_topic = [s for t, s in scores.items() if t not in off_topic]
+    assert sum(s is not None and s >= 0.5 for s in on_topic) >= len(on_topic) - 3
+    # a feed with enough stored reviews of its own is scored against them, not its page
+    store.ingest("appstore-1", feed[:25], {}, lambda m: [])
+    relevance.refresh()
+    assert relevance.prime_feed(feed[25:]) == 0
+    # a page too small to say what is typical primes nothing
+    assert Relevance(store, min_examples=5).prime_feed(feed[:5]) == 0
+
+
 def test_the_model_follows_stored_mentions_and_not_relevant_clicks(store: Store) -> None:
     mentions = [
         Mention(
