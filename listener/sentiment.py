@@ -38,11 +38,14 @@ from .flags import FlagModel
 from .language import detect_language, normalize_language
 from .lexicon import STOPWORDS
 from .meaning import MeaningModel
-from .models import Label
+from .models import Intent, Label
 
 _WORD = re.compile(r"[\w']+|[^\w\s]+", re.UNICODE)
 
 NonEnglish = Literal["unscored", "skip", "score"]
+#: Tags that keep a 4-5 star review from being praise by its stars.
+_NOT_PRAISE = frozenset({"bug", "billing", "churn_risk", "spam", "feature_request", "question"})
+
 #: Length of ``ExperienceClassifier.features``: the embedding, VADER's three, two flag
 #: logits, two hinges of the compound score, and the churn and billing cues.
 FEATURES = DIM + 9
@@ -242,6 +245,9 @@ class ExperienceClassifier(_Thresholds):
       on the training split together with the lexicon weights (``lexicon_fitted.py``).
     * ``overrule_stars_at``: with the meaning model, how likely its text label must be to
       count against a star rating (a less certain text label leaves the stars' verdict).
+    * ``praise_stars_at``: a 4-5 star review whose text is positive with at least this
+      probability, and tagged with no complaint, request, question or spam, is tagged
+      ``praise`` (the praise head learned from short sentences and misses long reviews).
     * ``clearly_negative_at`` / ``clearly_positive_at``: how strong the text must be to
       overrule a star rating (see below).
     * ``non_english``: what to do with text that is confidently not English, given or
@@ -269,6 +275,7 @@ class ExperienceClassifier(_Thresholds):
         clearly_negative_at: float = -0.5,
         clearly_positive_at: float = 0.5,
         overrule_stars_at: float = 0.7,
+        praise_stars_at: float = 0.8,
         non_english: NonEnglish = "unscored",
         detect_language: bool = True,
         min_language_confidence: float = 0.9,
@@ -305,6 +312,7 @@ class ExperienceClassifier(_Thresholds):
         self.clearly_negative_at = clearly_negative_at
         self.clearly_positive_at = clearly_positive_at
         self.overrule_stars_at = overrule_stars_at
+        self.praise_stars_at = praise_stars_at
         self.non_english: NonEnglish = non_english
         self.detect_language = detect_language
         self.min_language_confidence = min_language_confidence
@@ -423,6 +431,17 @@ class ExperienceClassifier(_Thresholds):
             words = self._reasons(prepared, fused_label)
         if fused_label is not label:
             confidence = None  # the stars decided, not the model's probability
+        elif (
+            fused_label is Label.POSITIVE
+            and rating >= 4
+            and confidence is not None
+            and confidence >= self.praise_stars_at
+            and Intent.PRAISE.value not in intents
+            and not set(intents) & _NOT_PRAISE
+        ):
+            # the customer's own 4-5 stars and a text the model is sure is positive, with
+            # no complaint, request or question in it: praise, whatever the praise head says
+            intents = (Intent.PRAISE.value, *intents)
         return SentimentResult(
             fused_label,
             fused,

@@ -28,6 +28,44 @@ def test_demo_prints_alerts_offline() -> None:
     assert "earshot demo:" in result.output and "alerts delivered" in result.output
 
 
+def _demo_alerts(output: str) -> list[tuple[str, str]]:
+    """(channel, alert text) for each alert the console printed."""
+    alerts = []
+    for chunk in output.split("→ ")[1:]:
+        channel, _, body = chunk.partition("\n")
+        alerts.append((channel.strip(), body))
+    return alerts
+
+
+def test_demo_amplifies_only_relevant_praise_and_alerts_billing_and_churn() -> None:
+    """Issue 14's acceptance on the demo: no complaint, sarcasm or off-topic review is offered
+    to marketing; churn and billing complaints reach the leads."""
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    alerts = _demo_alerts(result.output)
+    wins = [body for channel, body in alerts if channel == "#cx-wins"]
+    leads = [body for channel, body in alerts if channel == "#cx-alerts"]
+    assert wins and leads
+    for body in wins:
+        assert "intent: praise" in body, body
+        assert "sentiment: positive" in body, body
+        for complaint in ("bug", "billing", "churn risk", "spam"):
+            assert complaint not in body.split("intent:")[1].split("|")[0], body
+    # the complaints of the issue's list, and the off-topic reviews, never reach marketing
+    for title in (
+        "Slowly deteriorating",
+        "Losing pages",
+        "Almost got a virus",
+        "The Interface is Getting Cluttered",
+        "Fix History and Images",
+        "Dentists of Tucson",
+        "Restland",
+    ):
+        assert not any(title in body for body in wins), title
+    assert any("churn risk" in body for body in leads)
+    assert any("billing" in body for body in leads)
+
+
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("earshot ")
