@@ -205,3 +205,14 @@ def test_acceptance_intent_tags_have_useful_precision_and_recall(
     report = evaluate_intents(examples, tags=tags)
     for tag in report.tags:
         assert tag.precision >= 0.45 and tag.recall >= 0.4, (name, tag)
+
+
+def test_the_embedding_table_is_mapped_from_the_installed_file_not_copied() -> None:
+    from safetensors.numpy import load_file
+
+    from earshot.listener.embedding import model, model_files
+
+    table = model().table
+    assert isinstance(table, np.memmap) and not table.flags.writeable
+    reference = load_file(str(model_files()[0]))["embedding.weight"]
+    assert table.shape == reference.shape and np.array_equal(table[::997], reference[::997])
