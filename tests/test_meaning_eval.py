@@ -8,6 +8,7 @@ The held-out split is the one ``benchmarks/fit_meaning.py`` never fits on
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -167,6 +168,7 @@ def test_intent_files_are_recognised_and_scored() -> None:
 # --- acceptance: the held-out split of every shared set --------------------------------
 
 
+@functools.cache
 def _rows(name: str) -> dict[str, Metrics]:
     examples = split_examples(load_examples(SHARED / name), "test")
     return {m.name: m for m in evaluate(examples).rows}
