@@ -90,6 +90,7 @@ def fill(store: Store, start: int, stop: int) -> None:
                     "sentiment_label": label,
                     "sentiment_score": text.score / 4,
                     "sentiment_reasons": [],
+                    "intents": [],
                     "status": "alerted" if n % 2 == 0 else "new",
                 }
             )
