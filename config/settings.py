@@ -13,7 +13,7 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, cast
@@ -325,6 +325,16 @@ def _strings(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _known_names(names: list[str], known: Sequence[str], kind: str) -> list[str]:
+    """``names`` unchanged if each is one of ``known``; else an error with a did-you-mean."""
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}")
+    return names
+
+
 class RouteSettings(_Section):
     """One ``[[routes]]`` table: conditions, then an action and a channel. First match wins."""
 
@@ -342,22 +352,12 @@ class RouteSettings(_Section):
     @field_validator("sentiment")
     @classmethod
     def _labels(cls, labels: list[str]) -> list[str]:
-        for label in labels:
-            if label not in _LABELS:
-                close = difflib.get_close_matches(label, _LABELS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"unknown sentiment {label!r}{hint}; known: {', '.join(_LABELS)}")
-        return labels
+        return _known_names(labels, _LABELS, "sentiment")
 
     @field_validator("intents")
     @classmethod
     def _intents(cls, intents: list[str]) -> list[str]:
-        for intent in intents:
-            if intent not in _INTENTS:
-                close = difflib.get_close_matches(intent, _INTENTS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"unknown intent {intent!r}{hint}; known: {', '.join(_INTENTS)}")
-        return intents
+        return _known_names(intents, _INTENTS, "intent")
 
     @field_validator("source")
     @classmethod

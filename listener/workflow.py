@@ -129,6 +129,26 @@ def _last_event(session: Session, mention_id: int, actions: Sequence[str]) -> Me
     return row
 
 
+def _event(
+    mention_id: int,
+    action: str,
+    actor: Actor,
+    at: datetime,
+    detail: dict[str, Any],
+    dedupe_key: str | None,
+) -> MentionEvent:
+    """One audit row: ``actor`` did ``action`` on the mention at ``at``."""
+    return MentionEvent(
+        mention_id=mention_id,
+        action=action,
+        user_id=actor.user_id,
+        user_name=actor.user_name,
+        at=at,
+        detail=detail,
+        dedupe_key=dedupe_key,
+    )
+
+
 def _detached(session: Session, mention_id: int) -> Mention | None:
     mention = session.get(Mention, mention_id, populate_existing=True)
     if mention is not None:
@@ -183,15 +203,7 @@ def transition(
             if mention is not None:
                 last = _last_event(session, mention_id, list(RULES))
             return Transition(False, mention, last=last)
-        event = MentionEvent(
-            mention_id=mention_id,
-            action=action,
-            user_id=actor.user_id,
-            user_name=actor.user_name,
-            at=now,
-            detail=detail or {},
-            dedupe_key=dedupe_key,
-        )
+        event = _event(mention_id, action, actor, now, detail or {}, dedupe_key)
         session.add(event)
         _queue(store, session, queue, mention_id)
         session.commit()
@@ -244,15 +256,7 @@ def record(
                     }
                 ],
             )
-        event = MentionEvent(
-            mention_id=mention_id,
-            action=action,
-            user_id=actor.user_id,
-            user_name=actor.user_name,
-            at=now or utcnow(),
-            detail=detail or {},
-            dedupe_key=dedupe_key,
-        )
+        event = _event(mention_id, action, actor, now or utcnow(), detail or {}, dedupe_key)
         session.add(event)
         session.commit()
         session.refresh(event)
@@ -338,15 +342,7 @@ def relabel(
                 info.update(sent_to=channel, outbox_key=key)
         session.execute(update(mentions).where(mentions.c.id == mention_id).values(**values))
         record_correction(session, mention_id, old, new, actor.user_id, commit=False)
-        event = MentionEvent(
-            mention_id=mention_id,
-            action=action,
-            user_id=actor.user_id,
-            user_name=actor.user_name,
-            at=now,
-            detail=info,
-            dedupe_key=dedupe_key,
-        )
+        event = _event(mention_id, action, actor, now, info, dedupe_key)
         session.add(event)
         session.commit()
         session.refresh(event)
