@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,10 @@ class EmbeddingModel:
 
     def token_ids(self, text: str) -> list[int]:
         """The vocabulary ids of ``text`` (at most ``MAX_TOKENS``)."""
-        ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
+        try:
+            ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
+        except TypeError:  # a lone surrogate ("\ud800" in JSON) is not valid text for it
+            ids = self._tokenizer.encode(_valid(text), add_special_tokens=False).ids
         return ids[:MAX_TOKENS]
 
     def embed(self, text: str) -> np.ndarray:
@@ -92,7 +96,11 @@ class EmbeddingModel:
     def embed_many(self, texts: list[str]) -> np.ndarray:
         """``embed`` for each text, as one ``(len(texts), DIM)`` float32 array."""
         out = np.zeros((len(texts), DIM), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        try:
+            encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        except TypeError:
+            valid = [_valid(text) for text in texts]
+            encodings = self._tokenizer.encode_batch(valid, add_special_tokens=False)
         for i, enc in enumerate(encodings):
             out[i] = self._pool(enc.ids[:MAX_TOKENS])
         return out
@@ -106,6 +114,12 @@ class EmbeddingModel:
 
 
 _DTYPES = {"F16": np.float16, "F32": np.float32}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid(text: str) -> str:
+    """``text`` with what is not valid Unicode (lone surrogates) replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _mapped_tensor(path: Path, name: str) -> np.ndarray:

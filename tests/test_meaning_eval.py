@@ -218,3 +218,11 @@ def test_the_embedding_table_is_mapped_from_the_installed_file_not_copied() -> N
     assert isinstance(table, np.memmap) and not table.flags.writeable
     reference = load_file(str(model_files()[0]))["embedding.weight"]
     assert table.shape == reference.shape and np.array_equal(table[::997], reference[::997])
+
+
+@pytest.mark.parametrize(
+    "text", ["", "\x00\x00", "😀😀😀", "a" * 100_000, "lone \ud800 surrogate", "\udfff", "\n\n"]
+)
+def test_hostile_text_is_classified_not_a_crash(text: str) -> None:
+    result = ExperienceClassifier().classify(text)
+    assert result.label in set(Label) and result.model
