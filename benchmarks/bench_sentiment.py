@@ -86,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rss_start = rss_mb()
     analyzer = SentimentIntensityAnalyzer()
     experience = ExperienceClassifier()
-    experience.classify("warm up: load the language and embedding models")
+    experience.classify("warm up: load the embedding and the meaning model")
+    experience.classify("Bonjour, ça marche très bien")  # no English marker: loads py3langid
     rss_loaded = rss_mb()
     flags = ExperienceClassifier(meaning=None)
     rows = [
