@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from slack_sdk import WebClient
@@ -38,10 +38,12 @@ from earshot.responders.delivery import DeliveryWorker
 from earshot.responders.digest import SlackFileChannel
 from earshot.responders.interactions import InteractionConfig
 from earshot.responders.slack import SlackChannel
-from earshot.responders.slack_app import ApproverCheck, SlackInteractivity
 
 from .migrations import ensure_schema
 from .settings import Secrets, Settings, database_url, source_name
+
+if TYPE_CHECKING:
+    from earshot.responders.slack_app import SlackInteractivity
 
 logger = logging.getLogger("earshot.config")
 
@@ -371,6 +373,9 @@ def build_interactivity(
     slack = settings.slack
     if not slack.interactive or not secrets.slack_bot_token:
         return None
+    # bolt loads here, only where clicks can arrive (it costs the polling process ~5 MB)
+    from earshot.responders.slack_app import ApproverCheck, SlackInteractivity
+
     if slack.mode == "socket" and not secrets.slack_app_token:
         logger.warning("slack.interactive: SLACK_APP_TOKEN is not set, clicks cannot arrive")
         return None

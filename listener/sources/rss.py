@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
-import feedparser
 from pydantic import Field
 
 from ..models import Mention
@@ -120,6 +119,8 @@ class RssSource(Source):
         response = self.http.get(url, headers=headers)
         if response.status_code == 304:
             return [], state
+        import feedparser  # only where a feed is configured (it costs ~9 MB)
+
         parsed = feedparser.parse(
             response.content,
             response_headers={"content-type": response.headers.get("content-type", "")},
