@@ -119,7 +119,7 @@ def check(config: ConfigOption = Path("earshot.toml")) -> None:
     sentiment = settings.sentiment
     thresholds = sentiment.thresholds()
     if thresholds is None and sentiment.classifier == "experience":
-        labels = "labels from the fitted flag model"
+        labels = "labels and intent tags from the meaning model (below)"
     else:
         negative_at, positive_at = thresholds or (-0.5, 0.5)
         labels = f"negative <= {negative_at}, positive >= {positive_at}"
