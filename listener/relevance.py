@@ -195,7 +195,9 @@ class Relevance:
         self._recent: set[int] = set()
         self._rejected_ids: set[int] = set()
         self._vectors: dict[tuple[str, str], np.ndarray] = {}
-        self._pages: dict[str, RelevanceModel] = {}  # review feeds' cold start (prime_feed)
+        #: Review feeds' cold start (``prime_feed``): per key, the page's model and the
+        #: (source, external_id) of the reviews summed into it.
+        self._pages: dict[str, tuple[RelevanceModel, frozenset[tuple[str, str]]]] = {}
         #: Seconds the first refresh took (start-up cost), and how many texts it read.
         self.startup_seconds: float | None = None
         self.startup_texts = 0
@@ -233,6 +235,7 @@ class Relevance:
         primed = 0
         for key, group in by_key.items():
             with self._lock:
+                self._pages.pop(key, None)  # an earlier page says nothing about this one
                 model = self.models.get(key)
                 if model is not None and model.n_accepted >= self.min_examples:
                     continue
@@ -242,8 +245,9 @@ class Relevance:
             page = RelevanceModel(self.min_examples, self.steepness)
             for vec in vectors:
                 page.add(vec)
+            members = frozenset((m.source, m.external_id) for m in group)
             with self._lock:
-                self._pages[key] = page
+                self._pages[key] = (page, members)
                 for m, vec in zip(group, vectors, strict=True):
                     self._vectors[(m.source, m.external_id)] = vec
             primed += 1
@@ -262,14 +266,17 @@ class Relevance:
             self._vectors[(mention.source, mention.external_id)] = vec
             model = self.models.get(key)
             value = model.score(vec) if model is not None else None
-            page = self._pages.get(key)
-            if value is None and page is not None:
-                # leave-one-out: the page without this review
-                page.add(vec, sign=-1)
-                try:
+            primed = self._pages.get(key)
+            if value is None and primed is not None:
+                page, members = primed
+                if (mention.source, mention.external_id) not in members:
                     value = page.score(vec)
-                finally:
-                    page.add(vec)
+                else:  # leave-one-out: the page without this review
+                    page.add(vec, sign=-1)
+                    try:
+                        value = page.score(vec)
+                    finally:
+                        page.add(vec)
         return None if value is None else round(value, 4)
 
     def below(self, value: float | None) -> bool:

@@ -150,6 +150,21 @@ def test_a_review_feed_first_page_scores_its_own_outliers(store: Store) -> None:
     assert Relevance(store, min_examples=5).prime_feed(feed[:5]) == 0
 
 
+def test_a_review_off_the_primed_page_is_scored_against_the_whole_page(store: Store) -> None:
+    feed = reviews()
+    page, other = feed[:30], feed[30]
+    relevance = Relevance(store)
+    relevance.refresh()
+    assert relevance.prime_feed(page) == 1
+    whole = model_of([m.body[:2000] for m in page])
+    expected = whole.score(embed(other.body[:2000]))
+    assert expected is not None
+    assert relevance.score(other) == round(expected, 4)  # nothing subtracted: not a member
+    # the next page is too small to prime: the old page no longer speaks for the feed
+    assert relevance.prime_feed(feed[31:33]) == 0
+    assert relevance.score(feed[31]) is None
+
+
 def test_the_model_follows_stored_mentions_and_not_relevant_clicks(store: Store) -> None:
     mentions = [
         Mention(
