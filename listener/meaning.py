@@ -212,6 +212,22 @@ class MeaningModel:
         """The folded weights of head ``name`` over features ``start:stop`` (for reasons)."""
         return self._w[self.heads[name], start:stop]
 
+    def replace(
+        self, version: str, *, weights: np.ndarray | None = None, bias: np.ndarray | None = None
+    ) -> MeaningModel:
+        """This model under another version, with new head weights and biases if given
+        (standardization, calibration and thresholds are kept)."""
+        return MeaningModel(
+            version=version,
+            heads=list(self.heads),
+            mean=self.mean,
+            scale=self.scale,
+            weights=self.weights if weights is None else weights,
+            bias=self.bias if bias is None else bias,
+            platt=self.platt,
+            thresholds=self.thresholds,
+        )
+
     # --- storage --------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:

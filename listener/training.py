@@ -345,16 +345,7 @@ def refit(
             if float(np.max(np.abs(step))) < 1e-9:
                 break
         weights[i], bias[i] = w[:d], w[d]
-    return MeaningModel(
-        version=version,
-        heads=list(model.heads),
-        mean=model.mean.astype(np.float64),
-        scale=model.scale.astype(np.float64),
-        weights=weights,
-        bias=bias,
-        platt=model.platt,
-        thresholds=model.thresholds,
-    )
+    return model.replace(version, weights=weights, bias=bias)
 
 
 @dataclass(frozen=True)

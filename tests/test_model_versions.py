@@ -27,16 +27,7 @@ from earshot.listener.store import Store, make_engine
 
 def renamed(version: str, shift: float = 0.0) -> MeaningModel:
     base = MeaningModel.default()
-    return MeaningModel(
-        version=version,
-        heads=list(base.heads),
-        mean=base.mean,
-        scale=base.scale,
-        weights=base.weights,
-        bias=base.bias + shift,
-        platt=base.platt,
-        thresholds=base.thresholds,
-    )
+    return base.replace(version, bias=base.bias + shift)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

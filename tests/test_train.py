@@ -284,17 +284,7 @@ def scrape() -> str:
 def test_a_new_process_starts_with_the_active_model(database_url: str) -> None:
     store = Store.from_url(database_url)
     ensure_schema(store.engine)
-    base = MeaningModel.default()
-    trained = MeaningModel(
-        version=f"{SHIPPED}+7",
-        heads=list(base.heads),
-        mean=base.mean,
-        scale=base.scale,
-        weights=base.weights,
-        bias=base.bias,
-        platt=base.platt,
-        thresholds=base.thresholds,
-    )
+    trained = MeaningModel.default().replace(f"{SHIPPED}+7")
     with Session(store.engine) as session:
         save_candidate(session, trained, metrics={}, corrections_used=1)
         activate(session, trained.version)
