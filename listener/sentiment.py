@@ -348,8 +348,15 @@ class ExperienceClassifier(_Thresholds):
         scores = self._analyzer.polarity_scores(prepared)
         return float(scores["compound"]), float(scores["neg"]), float(scores["pos"])
 
-    def features(self, prepared: str, polarity: tuple[float, float, float]) -> np.ndarray:
+    def features(
+        self,
+        prepared: str,
+        polarity: tuple[float, float, float],
+        tokens: frozenset[str] | None = None,
+    ) -> np.ndarray:
         """The meaning model's input for a prepared text (see ``meaning.py``).
+
+        ``tokens`` are the flag model's tokens of ``prepared`` when the caller has them.
 
         The text's embedding, VADER's compound/neg/pos, how far the compound is past
         +-0.5 on either side (a clear score means more than a linear step), and the two flag
@@ -364,7 +371,8 @@ class ExperienceClassifier(_Thresholds):
         vector[DIM + 7] = CHURN_CUES.search(prepared) is not None
         vector[DIM + 8] = BILLING_CUES.search(prepared) is not None
         if self.flags is not None:
-            tokens = self.flags.tokens(prepared)
+            if tokens is None:
+                tokens = self.flags.tokens(prepared)
             vector[DIM + 3] = self.flags.negative.logit(tokens, polarity)
             vector[DIM + 4] = self.flags.positive.logit(tokens, polarity)
         else:
@@ -400,13 +408,14 @@ class ExperienceClassifier(_Thresholds):
         p_neg: float | None = None
         meaning = self.meaning  # read once: the service may swap in a newly trained model
         if meaning is not None:
-            reading = meaning.read(self.features(prepared, polarity))
+            tokens = self.flags.tokens(prepared) if self.flags is not None else None
+            reading = meaning.read(self.features(prepared, polarity, tokens))
             label, confidence, intents = reading.label, reading.confidence, reading.intents
             model = meaning.version
             p_neg = reading.probabilities.get("negative")
             if self.flags is not None and label in (Label.NEGATIVE, Label.POSITIVE):
                 head = self.flags.negative if label is Label.NEGATIVE else self.flags.positive
-                drivers = head.drivers(self.flags.tokens(prepared), self.max_reasons)
+                drivers = head.drivers(tokens or frozenset(), self.max_reasons)
         elif self.flags is None:
             label = self.label_for(score)
         else:
