@@ -315,7 +315,7 @@ def parse_intent_examples(content: str, *, source: str = "") -> list[IntentExamp
     return examples
 
 
-def file_tags(examples: Sequence[IntentExample], content: str = "") -> tuple[str, ...]:
+def file_tags(examples: Sequence[IntentExample]) -> tuple[str, ...]:
     """The tags a file speaks about: those its classes (or its 0/1 columns) can assert."""
     tags = set().union(*(e.tags for e in examples)) if examples else set()
     return tuple(intent.value for intent in Intent if intent.value in tags)
@@ -582,22 +582,26 @@ def evaluate_files(
     combined: list[Example] = []
     sentiment_files = 0
     for path in paths:
+        name = Path(path).name
         content = Path(path).read_text(encoding="utf-8-sig", errors="replace")
         if is_intent_file(content):
-            intents = parse_intent_examples(content, source=Path(path).name)
+            intents = parse_intent_examples(content, source=name)
             intents = split_examples(intents, part, seed, test_fraction)
             if not intents:
-                raise ValueError(f"{Path(path).name}: no examples in the {part} part")
+                raise ValueError(f"{name}: no examples in the {part} part")
             report = evaluate_intents(intents, title=_title(path, part, seed))
             sections.append(format_intent_report(report))
             continue
         sentiment_files += 1
-        examples = load_examples(
-            path, gold_negative_at=gold_negative_at, gold_positive_at=gold_positive_at
+        examples = parse_examples(  # the text already read, as load_examples would parse it
+            content,
+            source=name,
+            gold_negative_at=gold_negative_at,
+            gold_positive_at=gold_positive_at,
         )
         examples = split_examples(examples, part, seed, test_fraction)
         if not examples:
-            raise ValueError(f"{Path(path).name}: no examples in the {part} part")
+            raise ValueError(f"{name}: no examples in the {part} part")
         combined.extend(examples)
         sections.append(format_report(evaluate(examples, title=_title(path, part, seed))))
     if sentiment_files > 1:
