@@ -42,10 +42,10 @@ import label_billing_churn
 import numpy as np
 
 from earshot.listener.evaluation import Example, in_test_split, label_for_score, text_key
-from earshot.listener.meaning import INTENT_HEADS, MeaningModel
+from earshot.listener.meaning import INTENT_HEADS, MeaningModel, labels_for
 from earshot.listener.models import Label
 from earshot.listener.sentiment import FEATURES, ExperienceClassifier
-from earshot.listener.training import TrainingSet, fit_model, labels_for, macro_f1
+from earshot.listener.training import TrainingSet, fit_model, macro_f1
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"

@@ -45,10 +45,10 @@ from .models import Intent, Label
 __all__ = [
     "INTENT_HEADS",
     "SENTIMENT_HEADS",
-    "HeadFit",
     "MeaningModel",
     "Reading",
     "fit_logistic",
+    "labels_for",
 ]
 
 SENTIMENT_HEADS = ("negative", "positive")
@@ -69,14 +69,19 @@ class Reading:
     probabilities: Mapping[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class HeadFit:
-    """One fitted head, before it is stacked into a model."""
-
-    weights: np.ndarray
-    bias: float
-    platt: tuple[float, float]
-    threshold: float
+def labels_for(p_neg: np.ndarray, p_pos: np.ndarray, t_neg: float, t_pos: float) -> np.ndarray:
+    """``MeaningModel.label_for``'s rule over arrays of the two heads' probabilities (the
+    fit chooses thresholds with it); the label names as strings."""
+    neg, pos = p_neg >= t_neg, p_pos >= t_pos
+    both = neg & pos
+    mixed = both & (p_neg >= MIXED_AT) & (p_pos >= MIXED_AT)
+    pick_neg = neg & (~both | (p_neg / t_neg >= p_pos / t_pos))
+    pick_pos = pos & ~pick_neg
+    return np.where(
+        mixed,
+        "mixed",
+        np.where(pick_neg, "negative", np.where(pick_pos, "positive", "neutral")),
+    )
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -207,10 +212,6 @@ class MeaningModel:
         if pos:
             return Label.POSITIVE, positive
         return Label.NEUTRAL, (1 - negative) * (1 - positive)
-
-    def head_direction(self, name: str, start: int, stop: int) -> np.ndarray:
-        """The folded weights of head ``name`` over features ``start:stop`` (for reasons)."""
-        return self._w[self.heads[name], start:stop]
 
     def replace(
         self, version: str, *, weights: np.ndarray | None = None, bias: np.ndarray | None = None

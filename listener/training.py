@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .meaning import INTENT_HEADS, SENTIMENT_HEADS, MeaningModel, fit_logistic, platt
+from .meaning import (
+    INTENT_HEADS,
+    SENTIMENT_HEADS,
+    MeaningModel,
+    fit_logistic,
+    labels_for,
+    platt,
+)
 
 __all__ = [
     "HEADS",
@@ -158,20 +165,6 @@ def macro_f1(gold: Sequence[str], pred: Sequence[str]) -> float:
         prec, rec = (tp / pp if pp else 0.0), (tp / gg if gg else 0.0)
         f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
     return sum(f1s) / len(f1s) if f1s else 0.0
-
-
-def labels_for(p_neg: np.ndarray, p_pos: np.ndarray, t_neg: float, t_pos: float) -> np.ndarray:
-    """``MeaningModel.label_for`` over arrays."""
-    neg, pos = p_neg >= t_neg, p_pos >= t_pos
-    both = neg & pos
-    mixed = both & (p_neg >= 0.5) & (p_pos >= 0.5)
-    pick_neg = neg & (~both | (p_neg / t_neg >= p_pos / t_pos))
-    pick_pos = pos & ~pick_neg
-    return np.where(
-        mixed,
-        "mixed",
-        np.where(pick_neg, "negative", np.where(pick_pos, "positive", "neutral")),
-    )
 
 
 def sentiment_thresholds(

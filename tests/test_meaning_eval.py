@@ -26,10 +26,10 @@ from earshot.listener.evaluation import (
     recall_at_precision,
     split_examples,
 )
-from earshot.listener.meaning import INTENT_HEADS, MeaningModel, fit_logistic
+from earshot.listener.meaning import INTENT_HEADS, MeaningModel, fit_logistic, labels_for
 from earshot.listener.models import Label
 from earshot.listener.sentiment import FEATURES, ExperienceClassifier
-from earshot.listener.training import TrainingSet, fit_model, labels_for
+from earshot.listener.training import TrainingSet, fit_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EARSHOT_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -99,6 +99,19 @@ def test_complaints_are_never_praise() -> None:
     ):
         result = clf.classify(text, language="en")
         assert "praise" not in result.intents, (text, result)
+
+
+def test_the_array_label_rule_agrees_with_the_models() -> None:
+    model = MeaningModel.default()
+    t_neg = float(model.thresholds[model.heads["negative"]])
+    t_pos = float(model.thresholds[model.heads["positive"]])
+    grid = np.round(np.arange(0.0, 1.0001, 0.01), 2)
+    p_neg, p_pos = (a.ravel() for a in np.meshgrid(grid, grid))
+    labels = list(labels_for(p_neg, p_pos, t_neg, t_pos))
+    assert set(labels) == {"negative", "neutral", "positive", "mixed"}
+    assert labels == [
+        model.label_for(float(n), float(p))[0].value for n, p in zip(p_neg, p_pos, strict=True)
+    ]
 
 
 def test_fit_logistic_reaches_the_penalised_optimum() -> None:
