@@ -89,6 +89,16 @@ def fresh_postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with nothing in it, not even ``alembic_version``: a new SQLite file, then
+    a new PostgreSQL schema (for the migration tests)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'earshot.db'}"
+    else:
+        yield request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: a SQLite file, then the real PostgreSQL."""
     if request.param == "sqlite":

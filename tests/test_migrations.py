@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,15 +23,6 @@ from earshot.listener.models import Mention, utcnow
 from earshot.listener.store import Store, make_engine
 
 runner = CliRunner()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with nothing in it: a new SQLite file, then a new PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'earshot.db'}"
-    else:
-        yield request.getfixturevalue("fresh_postgres_url")
 
 
 def tables(url: str) -> set[str]:

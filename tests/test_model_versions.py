@@ -3,9 +3,6 @@ on SQLite and the real PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sqlalchemy import inspect
@@ -28,15 +25,6 @@ from earshot.listener.store import Store, make_engine
 def renamed(version: str, shift: float = 0.0) -> MeaningModel:
     base = MeaningModel.default()
     return base.replace(version, bias=base.bias + shift)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with nothing in it (no ``alembic_version`` either)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'earshot.db'}"
-    else:
-        yield request.getfixturevalue("fresh_postgres_url")
 
 
 def test_0004_creates_model_versions_as_the_model_says_and_goes_back(empty_url: str) -> None:
