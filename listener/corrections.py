@@ -19,8 +19,8 @@ positive one (``relevant`` 1, with the corrected ``label``), each with the query
 as ``id,text,stars,query,relevant,label,user_id,created_at``; the latest judgement of each
 mention counts. It is for training a relevance filter; ``earshot eval`` reads the other CSV.
 
-The table is part of ``SQLModel.metadata`` once this module is imported: import it before
-``Store.create_schema()`` so the table is created with the others.
+The table is part of ``SQLModel.metadata`` once this module is imported (the migrations and
+``Store.create_schema()`` import it).
 """
 
 from __future__ import annotations

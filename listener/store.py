@@ -135,7 +135,13 @@ class Store:
         return cls(make_engine(url))
 
     def create_schema(self) -> None:
-        """Create missing tables (the embedded default; migrations manage PostgreSQL)."""
+        """Create missing tables (the embedded default; migrations manage PostgreSQL).
+
+        Every table is created, whatever the caller imported: the modules that define the
+        other tables (corrections, model versions) are loaded here, as the migrations do.
+        """
+        from . import corrections, model_versions  # noqa: F401 - their tables
+
         SQLModel.metadata.create_all(self.engine)
 
     def ping(self) -> bool:
