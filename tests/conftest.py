@@ -119,3 +119,12 @@ def store(database_url: str) -> Iterator[Store]:
     s.create_schema()
     yield s
     s.engine.dispose()
+
+
+def cli_config(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A minimal config (one App Store source) for running the CLI in-process on
+    ``database_url``, which the CLI finds through ``DATABASE_URL``."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    config = tmp_path / "earshot.toml"
+    config.write_text('[product]\nname = "Acme"\n[[sources]]\ntype = "appstore"\napp_id = 1\n')
+    return config

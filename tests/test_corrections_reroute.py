@@ -37,6 +37,7 @@ from earshot.responders.interactions import VIEW_WRONG_SENTIMENT, handle_action
 from earshot.responders.slack import SlackChannel
 from earshot.responders.slack_app import SlackInteractivity
 
+from .conftest import cli_config
 from .fakeslack import FakeSlack
 from .test_slack_interactions import World, action_ids, fixture, sign, texts
 
@@ -352,9 +353,7 @@ def test_digest_and_report_count_the_corrected_label(
     alerts = build_digest(world.store, Period("daily", ALERTS, end - timedelta(days=1), end, "UTC"))
     assert alerts.by_sentiment == {"negative": 1}  # the leads' channel now lists it
 
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    config = tmp_path / "earshot.toml"
-    config.write_text('[product]\nname = "Acme"\n[[sources]]\ntype = "appstore"\napp_id = 1\n')
+    config = cli_config(database_url, tmp_path, monkeypatch)
     shown = CliRunner().invoke(cli, ["report", "--since", "1d", "-c", str(config)])
     assert shown.exit_code == 0, shown.output
     rows = {
@@ -381,9 +380,7 @@ def test_relevance_export_has_not_relevant_clicks_and_corrections_with_the_query
     world.post(world.click(pie, "earshot_not_relevant"))
     world.post(world.click(lead, "earshot_send_to_leads"))
 
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    config = tmp_path / "earshot.toml"
-    config.write_text('[product]\nname = "Acme"\n[[sources]]\ntype = "appstore"\napp_id = 1\n')
+    config = cli_config(database_url, tmp_path, monkeypatch)
     runner = CliRunner()
     shown = runner.invoke(cli, ["export", "--relevance", "-c", str(config)])
     assert shown.exit_code == 0, shown.output

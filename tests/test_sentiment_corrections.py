@@ -19,6 +19,8 @@ from earshot.listener.evaluation import evaluate, load_examples
 from earshot.listener.models import Label, Mention
 from earshot.listener.store import Store
 
+from .conftest import cli_config
+
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
@@ -112,9 +114,7 @@ def test_cli_exports_corrections_that_eval_reads(
         session.commit()
         record_correction(session, a, "neutral", "negative", "U1")
         record_correction(session, b, "neutral", "positive", "U2")
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    config = tmp_path / "earshot.toml"
-    config.write_text('[product]\nname = "Acme"\n[[sources]]\ntype = "appstore"\napp_id = 1\n')
+    config = cli_config(database_url, tmp_path, monkeypatch)
     runner = CliRunner()
     shown = runner.invoke(cli, ["export", "--corrections", "-c", str(config)])
     assert shown.exit_code == 0, shown.output

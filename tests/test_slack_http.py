@@ -20,6 +20,7 @@ from earshot.listener.store import Store
 from earshot.responders.interactions import InteractionConfig
 from earshot.responders.slack_app import ReplayGuard, SlackInteractivity, verify_request
 
+from .conftest import cli_config
 from .fakeslack import FakeSlack
 from .test_slack_interactions import SECRET, sign
 
@@ -201,10 +202,7 @@ def test_export_approved_as_json_and_csv(
     other = Mention(source="appstore", external_id="r2", text="ok", created_at=utcnow())
     store.ingest(None, [mention, other], None, lambda m: [])
     wf.transition(store, mention.id or 0, "approve", wf.Actor("U111", "lead"))
-    # The CLI finds the database through DATABASE_URL (SQLite file or PostgreSQL).
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    config = tmp_path / "earshot.toml"
-    config.write_text('[product]\nname = "Acme"\n[[sources]]\ntype = "appstore"\napp_id = 1\n')
+    config = cli_config(database_url, tmp_path, monkeypatch)
     runner = CliRunner()
     result = runner.invoke(
         cli, ["export", "--approved", "--since", "7d", "--format", "json", "-c", str(config)]
