@@ -66,8 +66,6 @@ KIND_ALERT = "alert"
 
 #: A positive mention whose relevance (0..1) is below this is not amplified.
 DEFAULT_MIN_RELEVANCE = 0.5
-#: Labels that make a mention a complaint (with ``COMPLAINT_INTENTS``).
-COMPLAINT_LABELS = frozenset({Label.NEGATIVE.value, Label.MIXED.value})
 _SPAM = frozenset({Intent.SPAM.value})
 
 

@@ -38,13 +38,13 @@ from .flags import FlagModel
 from .language import detect_language, normalize_language
 from .lexicon import STOPWORDS
 from .meaning import MeaningModel
-from .models import Intent, Label
+from .models import COMPLAINT_INTENTS, Intent, Label
 
 _WORD = re.compile(r"[\w']+|[^\w\s]+", re.UNICODE)
 
 NonEnglish = Literal["unscored", "skip", "score"]
 #: Tags that keep a 4-5 star review from being praise by its stars.
-_NOT_PRAISE = frozenset({"bug", "billing", "churn_risk", "spam", "feature_request", "question"})
+_NOT_PRAISE = COMPLAINT_INTENTS | {Intent.SPAM.value, Intent.FEATURE.value, Intent.QUESTION.value}
 
 #: Length of ``ExperienceClassifier.features``: the embedding, VADER's three, two flag
 #: logits, two hinges of the compound score, and the churn and billing cues.
