@@ -44,7 +44,7 @@ import numpy as np
 from earshot.listener.evaluation import Example, in_test_split, label_for_score, text_key
 from earshot.listener.meaning import INTENT_HEADS, MeaningModel, labels_for
 from earshot.listener.models import Label
-from earshot.listener.sentiment import FEATURES, ExperienceClassifier
+from earshot.listener.sentiment import ExperienceClassifier
 from earshot.listener.training import TrainingSet, fit_model, macro_f1
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,14 +215,6 @@ def _apply_billing_churn(rows: list[Row]) -> None:
         row.heads["billing"], row.heads["churn_risk"] = found
 
 
-def featurize(rows: list[Row], clf: ExperienceClassifier) -> np.ndarray:
-    out = np.empty((len(rows), FEATURES), dtype=np.float32)
-    for i, row in enumerate(rows):
-        prepared = clf.prepare(row.text)
-        out[i] = clf.features(prepared, clf.polarity(prepared))
-    return out
-
-
 def training_set(rows: list[Row], x: np.ndarray) -> TrainingSet:
     """The rows as numbers: features, per-head targets (-1: not used), file, key."""
     targets = {
@@ -291,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.process_time()
     rows = load_rows(args.data)
     clf = ExperienceClassifier(non_english="score", detect_language=False, meaning=None)
-    x = featurize(rows, clf)
+    x = clf.feature_rows([row.text for row in rows])
     print(f"{len(rows)} rows featurized in {time.process_time() - started:.1f} s CPU")
     ts = training_set(rows, x)
     test = np.array([row.test for row in rows])

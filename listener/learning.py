@@ -127,15 +127,6 @@ def load_examples(session: Session) -> list[Example]:
     return examples
 
 
-def featurize(classifier: ExperienceClassifier, texts: Sequence[str]) -> np.ndarray:
-    """The meaning model's input rows of ``texts``."""
-    rows = []
-    for text in texts:
-        prepared = classifier.prepare(text)
-        rows.append(classifier.features(prepared, classifier.polarity(prepared)))
-    return np.array(rows, dtype=np.float32).reshape(len(rows), -1)
-
-
 def targets_of(labels: Sequence[str]) -> dict[str, np.ndarray]:
     """Per head, 1/0/-1 for each label: sentiment heads only (intents say nothing)."""
     arr = np.array(labels)
@@ -226,7 +217,7 @@ def train(
         )
     if classifier is None or classifier.flags is None:
         classifier = ExperienceClassifier(meaning=active, detect_language=False)
-    x = featurize(classifier, [e.text for e in examples])
+    x = classifier.feature_rows([e.text for e in examples])
     labels = np.array([e.label for e in examples])
     base = MeaningModel.default()
     version = f"{base.version}+{count + 1}"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -378,6 +378,15 @@ class ExperienceClassifier(_Thresholds):
         else:
             vector[DIM + 3 : DIM + 5] = 0.0
         return vector
+
+    def feature_rows(self, texts: Sequence[str]) -> np.ndarray:
+        """``features`` of each raw text (prepared first), one ``(len(texts), FEATURES)``
+        float32 array: what the fit and ``earshot train`` learn from."""
+        out = np.empty((len(texts), FEATURES), dtype=np.float32)
+        for i, text in enumerate(texts):
+            prepared = self.prepare(text)
+            out[i] = self.features(prepared, self.polarity(prepared))
+        return out
 
     def text_score(self, text: str) -> float:
         """VADER's compound score of the prepared text, over the extended lexicon."""
