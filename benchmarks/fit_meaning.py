@@ -41,7 +41,7 @@ from pathlib import Path
 import label_billing_churn
 import numpy as np
 
-from earshot.listener.evaluation import Example, in_test_split, label_for_score, text_key
+from earshot.listener.evaluation import Example, in_test_split, load_examples, text_key
 from earshot.listener.meaning import INTENT_HEADS, MeaningModel, labels_for
 from earshot.listener.models import Label
 from earshot.listener.sentiment import ExperienceClassifier
@@ -75,15 +75,11 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def _vader_rows(path: Path) -> list[Row]:
+    """A VADER ground-truth file as ``earshot eval`` reads it, split by id (as the flag model
+    was); the key (for the hand labels) is the text's."""
     rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        parts = line.split("\t")
-        if len(parts) < 3:
-            continue
-        label = label_for_score(float(parts[1]))
-        ex = Example(parts[0], parts[2], label, source=path.name)
-        # split by id, as the flag model was; the key (for the hand labels) is the text's
-        row = Row(f"sentiment/{path.name}", text_key(parts[2]), parts[2], str(label))
+    for ex in load_examples(path):
+        row = Row(f"sentiment/{path.name}", text_key(ex.text), ex.text, str(ex.label))
         row.test = in_test_split(ex)
         rows.append(row)
     return rows
