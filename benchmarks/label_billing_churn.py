@@ -48,10 +48,11 @@ import json
 import random
 import re
 import sys
-import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from earshot.listener.evaluation import normalized_text, text_key
 
 REPO = Path(__file__).resolve().parent.parent
 CX = Path("/work/shared/data/cx")
@@ -170,17 +171,10 @@ CORE_CAP = {
 BROAD_CAP = 8
 DOLLAR = re.compile(r"[$£€]\s?\d|\d\s?(?:usd|eur|gbp)\b", re.I)
 
-_NON_ALNUM = re.compile(r"[^0-9a-z]+")
 _TAG = re.compile(r"<[^>]+>")
 
-
-def normalize(text: str) -> str:
-    """NFKC, lower case, runs of characters outside [0-9a-z] -> one space, stripped."""
-    return _NON_ALNUM.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
-
-
-def key(text: str) -> str:
-    return hashlib.sha1(normalize(text).encode("utf-8")).hexdigest()
+normalize = normalized_text  # NFKC, lower case, runs outside [0-9a-z] -> one space
+key = text_key  # sha1(normalize(text)) in hex
 
 
 def _pattern(words: Sequence[str]) -> re.Pattern[str]:

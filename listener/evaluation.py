@@ -156,14 +156,20 @@ class Report:
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
+def normalized_text(text: str) -> str:
+    """The shared data's normalized text: NFKC, lowercase, every run of characters outside
+    ``[0-9a-z]`` one space, trimmed."""
+    return _NON_ALNUM.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
+
+
 def text_key(text: str) -> str:
-    """The sha1 of the normalized text (NFKC, lowercase, non-[0-9a-z] runs to one space).
+    """The sha1 of the normalized text (``normalized_text``), in hex.
 
     A row without an ``id`` column is split by this key, so the split of a labelled file
-    does not depend on the order of its rows (``benchmarks/fit_meaning.py`` uses the same).
+    does not depend on the order of its rows (``benchmarks/fit_meaning.py`` uses the same,
+    and the hand labels in ``benchmarks/labels`` are keyed by it).
     """
-    norm = _NON_ALNUM.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
-    return hashlib.sha1(norm.encode()).hexdigest()
+    return hashlib.sha1(normalized_text(text).encode()).hexdigest()
 
 
 def label_for_score(
