@@ -1,6 +1,7 @@
 """A loopback fake of the Slack Web API, for tests: real HTTP, real slack-sdk client.
 
-It records every ``chat.postMessage`` and can be told to misbehave: a scripted list of
+It records every ``chat.postMessage`` (``chat.update`` of a message it never posted is
+refused with ``message_not_found``, as real Slack does) and can be told to misbehave: a scripted list of
 faults answered before normal service (429 with Retry-After, 500 HTML, ``invalid_auth``...),
 or a per-channel rate limit of one message per ``rate_window`` seconds.
 """
@@ -160,6 +161,13 @@ class FakeSlack:
                 for key in ("blocks", "view"):
                     if isinstance(params.get(key), str):
                         params[key] = json.loads(params[key])
+                if method == "chat.update" and not any(
+                    m["channel_id"] == self.channel_id(str(params.get("channel") or ""))
+                    and m["ts"] == params.get("ts")
+                    for m in self.messages
+                ):
+                    body = {"ok": False, "error": "message_not_found"}
+                    return 200, {"content-type": "application/json"}, json.dumps(body).encode()
                 if method == "chat.update" and self.update_error:
                     error, self.update_error = self.update_error, None
                     return (

@@ -426,3 +426,17 @@ def test_a_mention_without_a_correction_keeps_its_classifier_label_in_the_digest
     assert digest.by_sentiment == {"positive": 1}
     with Session(world.store.engine) as session:
         assert session.get(Mention, mention.id).sentiment_label == "positive"  # type: ignore[union-attr]
+
+
+def test_the_fake_refuses_to_update_a_message_it_never_posted(slack: FakeSlack) -> None:
+    """As real Slack does (``chat.update``: ``message_not_found``): a stamp aimed at the
+    wrong message must fail here too, not pass silently."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    client = WebClient(token="xoxb-test", base_url=slack.api_url)
+    with pytest.raises(SlackApiError, match="message_not_found"):
+        client.chat_update(channel="#cx-alerts", ts="1700000000.000001", text="stamped")
+    posted = client.chat_postMessage(channel="#cx-alerts", text="an alert")
+    updated = client.chat_update(channel=posted["channel"], ts=posted["ts"], text="stamped")
+    assert updated["ok"] and slack.updates[-1]["text"] == "stamped"
