@@ -1,9 +1,9 @@
 """A loopback fake of the Slack Web API, for tests: real HTTP, real slack-sdk client.
 
 It records every ``chat.postMessage`` (``chat.update`` of a message it never posted is
-refused with ``message_not_found``, as real Slack does) and can be told to misbehave: a scripted list of
-faults answered before normal service (429 with Retry-After, 500 HTML, ``invalid_auth``...),
-or a per-channel rate limit of one message per ``rate_window`` seconds.
+refused with ``message_not_found``, as real Slack does) and can be told to misbehave: a
+scripted list of faults answered before normal service (429 with Retry-After, 500 HTML,
+``invalid_auth``...), or a per-channel rate limit of one message per ``rate_window`` seconds.
 """
 
 from __future__ import annotations
