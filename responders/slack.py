@@ -70,6 +70,10 @@ def classify_slack_error(exc: SlackApiError) -> DeliveryRetry | DeliveryFatal:
 
 
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+#: Pages of 200 read when looking for an earlier post: of the channel's history (since the
+#: row was queued), or of a thread (a storm thread holds every alert past the threshold).
+HISTORY_PAGES = 5
+THREAD_PAGES = 25
 
 
 class SlackChannel:
@@ -137,7 +141,12 @@ class SlackChannel:
         return self._ids.get(wanted)
 
     def find_sent(self, outgoing: Outgoing, since: float, channel_id: str | None) -> Sent | None:
-        """Look for an earlier post of this message (by its metadata key) in the channel."""
+        """Look for an earlier post of this message (by its metadata key) where Slack keeps it.
+
+        A top-level message is in ``conversations.history``; a thread reply is not (history
+        holds parent messages only), so a reply is looked for in its thread with
+        ``conversations.replies``. Both need ``include_all_metadata`` to return the key.
+        """
         try:
             channel = channel_id or self._channel_id(outgoing.channel)
             if channel is None:
@@ -146,14 +155,19 @@ class SlackChannel:
                 )
                 return None
             cursor = None
-            for _ in range(5):
-                page = self.client.conversations_history(
-                    channel=channel,
-                    oldest=f"{since:.6f}",
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                )
+            pages = HISTORY_PAGES if outgoing.thread_ts is None else THREAD_PAGES
+            for _ in range(pages):
+                args: dict[str, Any] = {
+                    "channel": channel,
+                    "oldest": f"{since:.6f}",
+                    "include_all_metadata": True,
+                    "limit": 200,
+                    "cursor": cursor,
+                }
+                if outgoing.thread_ts is None:
+                    page = self.client.conversations_history(**args)
+                else:
+                    page = self.client.conversations_replies(ts=outgoing.thread_ts, **args)
                 for message in page.get("messages") or []:
                     payload = (message.get("metadata") or {}).get("event_payload") or {}
                     if payload.get("key") == outgoing.key:
@@ -161,6 +175,13 @@ class SlackChannel:
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
                     break
+            else:
+                logger.warning(
+                    "slack: %s not found in the first %d pages of %s; posting",
+                    outgoing.key,
+                    pages,
+                    "its thread" if outgoing.thread_ts else "the channel history",
+                )
         except SlackApiError as exc:
             problem = classify_slack_error(exc)
             if isinstance(problem, DeliveryRetry):

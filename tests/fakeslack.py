@@ -1,13 +1,22 @@
 """A loopback fake of the Slack Web API, for tests: real HTTP, real slack-sdk client.
 
-It records every ``chat.postMessage`` (``chat.update`` of a message it never posted is
-refused with ``message_not_found``, as real Slack does) and can be told to misbehave: a
-scripted list of faults answered before normal service (429 with Retry-After, 500 HTML,
-``invalid_auth``...), or a per-channel rate limit of one message per ``rate_window`` seconds.
+It records every ``chat.postMessage`` and can be told to misbehave: a scripted list of
+faults answered before normal service (429 with Retry-After, 500 HTML, ``invalid_auth``...),
+or a per-channel rate limit of one message per ``rate_window`` seconds.
+
+It keeps Slack's contract where earshot relies on it (the docs.slack.dev method pages):
+arguments come as a GET query string, a form body or both, JSON bodies only for write
+methods, and a call without a token gets ``not_authed``; ``chat.postMessage`` answers with
+the channel's id (whatever name was posted to) and the ``ts``; ``conversations.history``
+holds parent messages only (thread replies are not in it), ``conversations.replies``
+returns the parent first and then the thread; both paginate with ``cursor`` and return
+message metadata only with ``include_all_metadata``; ``chat.update`` of a message it never
+posted is refused with ``message_not_found``.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import threading
@@ -19,6 +28,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slack" / "web_api"
+#: Methods that only read: GET or form arguments (Slack takes JSON bodies for writes only).
+READ_METHODS = frozenset({"conversations.history", "conversations.replies", "conversations.list"})
 
 
 @dataclass
@@ -35,6 +46,23 @@ class Fault:
     delay: float = 0.0
     #: Close the connection without any answer (a connection reset).
     reset: bool = False
+    #: Only for posts in a thread (True) or outside one (False); None: any.
+    in_thread: bool | None = None
+
+    def matches(self, method: str, params: dict[str, Any]) -> bool:
+        if method != self.method:
+            return False
+        return self.in_thread is None or bool(params.get("thread_ts")) == self.in_thread
+
+
+def _flag(value: Any) -> bool:
+    """A boolean argument as Slack reads it: ``1``/``true`` (slack-sdk sends ``1``)."""
+    return str(value).lower() in ("1", "true")
+
+
+def _error(error: str) -> tuple[int, dict[str, str], bytes]:
+    body = json.dumps({"ok": False, "error": error}).encode()
+    return 200, {"content-type": "application/json"}, body
 
 
 def fault_from_case(name: str) -> Fault:
@@ -70,6 +98,9 @@ class FakeSlack:
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.faults: list[Fault] = []
         self.rate_window = rate_window
+        #: Read methods return at most this many messages a page, whatever the ``limit``
+        #: (Slack: "fewer than the requested number of items may be returned").
+        self.page_cap: int | None = None
         self.rejected = 0
         self._last_post: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -101,7 +132,7 @@ class FakeSlack:
     def _answer(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
             self.requests.append((method, params))
-            fault = next((f for f in self.faults if f.method == method), None)
+            fault = next((f for f in self.faults if f.matches(method, params)), None)
             if fault is not None:
                 self.faults.remove(fault)
                 if fault.apply and method == "chat.postMessage":
@@ -128,7 +159,12 @@ class FakeSlack:
                     )
                 self._last_post[channel] = now
                 message = self._post(params)
-                body = {"ok": True, "channel": message["channel_id"], "ts": message["ts"]}
+                body = {
+                    "ok": True,
+                    "channel": message["channel_id"],
+                    "ts": message["ts"],
+                    "message": self._as_read(message, metadata=False),
+                }
                 return 200, {"content-type": "application/json"}, json.dumps(body).encode()
             if method == "conversations.list":
                 channels = [
@@ -136,21 +172,8 @@ class FakeSlack:
                 ]
                 body = {"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}}
                 return 200, {"content-type": "application/json"}, json.dumps(body).encode()
-            if method == "conversations.history":
-                cid = str(params.get("channel"))
-                oldest = float(params.get("oldest") or 0)
-                found = [
-                    {
-                        "type": "message",
-                        "ts": m["ts"],
-                        "text": m.get("text", ""),
-                        "metadata": m.get("metadata"),
-                    }
-                    for m in reversed(self.messages)
-                    if m["channel_id"] == cid and float(m["ts"]) >= oldest
-                ]
-                body = {"ok": True, "messages": found, "has_more": False}
-                return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+            if method in ("conversations.history", "conversations.replies"):
+                return self._read(method, params)
             if method in ("chat.update", "chat.postEphemeral", "views.open", "response.url"):
                 records = {
                     "chat.update": self.updates,
@@ -176,7 +199,10 @@ class FakeSlack:
                         json.dumps({"ok": False, "error": error}).encode(),
                     )
                 records.append(params)
-                body = {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
+                channel = params.get("channel")
+                if method == "chat.update":  # Slack answers with the channel's id
+                    channel = self.channel_id(str(channel or ""))
+                body = {"ok": True, "channel": channel, "ts": params.get("ts")}
                 return 200, {"content-type": "application/json"}, json.dumps(body).encode()
             if method == "files.getUploadURLExternal":
                 real = json.loads(
@@ -240,8 +266,120 @@ class FakeSlack:
         # Real-time-ish timestamps, so `oldest=` lookups behave like Slack's.
         message["ts"] = f"{max(self._ts, int(time.time())) + 0:d}.{self._ts % 1_000_000:06d}"
         message["channel_id"] = self.channel_id(str(params.get("channel")))
+        if message.get("thread_ts"):
+            # A reply to a reply joins the parent's thread, as in Slack.
+            parent = self._message(message["channel_id"], str(message["thread_ts"]))
+            if parent is not None and parent.get("thread_ts"):
+                message["thread_ts"] = parent["thread_ts"]
         self.messages.append(message)
         return message
+
+    def _message(self, channel_id: str, ts: str) -> dict[str, Any] | None:
+        return next(
+            (m for m in self.messages if m["channel_id"] == channel_id and m["ts"] == ts), None
+        )
+
+    def _as_read(self, message: dict[str, Any], *, metadata: bool) -> dict[str, Any]:
+        """A stored message as the read methods return it (a bot message)."""
+        read: dict[str, Any] = {
+            "type": "message",
+            "user": "UBOT",
+            "bot_id": "B1",
+            "app_id": "A1",
+            "text": message.get("text", ""),
+            "ts": message["ts"],
+        }
+        if message.get("blocks"):
+            read["blocks"] = message["blocks"]
+        thread = message.get("thread_ts")
+        replies = [
+            m
+            for m in self.messages
+            if m["channel_id"] == message["channel_id"] and m.get("thread_ts") == message["ts"]
+        ]
+        if thread:
+            read["thread_ts"] = thread
+            read["parent_user_id"] = "UBOT"
+        elif replies:  # a thread's parent
+            read.update(
+                thread_ts=message["ts"],
+                reply_count=len(replies),
+                reply_users=["UBOT"],
+                reply_users_count=1,
+                latest_reply=replies[-1]["ts"],
+            )
+        if metadata and message.get("metadata"):
+            read["metadata"] = message["metadata"]
+        return read
+
+    def _read(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        """``conversations.history`` (parents only, newest first) or ``.replies`` (a thread).
+
+        As in Slack: history never holds thread replies (only parents, and replies sent with
+        ``reply_broadcast``); replies returns the parent first, then its replies oldest
+        first; metadata comes back only with ``include_all_metadata``; ``oldest``/``latest``
+        are exclusive unless ``inclusive``; pages follow ``limit`` and ``cursor``, and a page
+        may hold fewer than ``limit`` messages (``page_cap``) while ``has_more`` says more.
+        """
+        cid = str(params.get("channel") or "")
+        known = set(self.channel_ids.values()) | {m["channel_id"] for m in self.messages}
+        if cid not in known:
+            return _error("channel_not_found")
+        inclusive = _flag(params.get("inclusive"))
+        try:
+            oldest = float(params.get("oldest") or 0)
+            latest = float(params["latest"]) if params.get("latest") else float("inf")
+        except ValueError:
+            return _error("invalid_ts_oldest")
+
+        def within(m: dict[str, Any]) -> bool:
+            ts = float(m["ts"])
+            if inclusive:
+                return oldest <= ts <= latest
+            return oldest < ts < latest
+
+        in_channel = [m for m in self.messages if m["channel_id"] == cid]
+        lead: list[dict[str, Any]] = []
+        if method == "conversations.history":
+            found = [
+                m
+                for m in reversed(in_channel)
+                if within(m) and (not m.get("thread_ts") or _flag(m.get("reply_broadcast")))
+            ]
+            default_limit = 100
+        else:
+            asked = self._message(cid, str(params.get("ts") or ""))
+            if asked is None:
+                return _error("thread_not_found")
+            root = str(asked.get("thread_ts") or asked["ts"])
+            parent = self._message(cid, root)
+            lead = [parent] if parent is not None else []
+            found = [m for m in in_channel if m.get("thread_ts") == root and within(m)]
+            default_limit = 1000
+        found = lead + found
+        try:
+            start = int(base64.b64decode(str(params["cursor"])).decode().removeprefix("next:"))
+        except KeyError:
+            start = 0
+        except ValueError:
+            return _error("invalid_cursor")
+        limit = int(params.get("limit") or default_limit)
+        if self.page_cap:
+            limit = min(limit, self.page_cap)
+        page = found[start : start + limit]
+        more = start + limit < len(found)
+        metadata = _flag(params.get("include_all_metadata"))
+        body: dict[str, Any] = {
+            "ok": True,
+            "messages": [self._as_read(m, metadata=metadata) for m in page],
+            "has_more": more,
+            "response_metadata": {
+                "next_cursor": base64.b64encode(f"next:{start + limit}".encode()).decode()
+                if more
+                else ""
+            },
+        }
+        return 200, {"content-type": "application/json"}, json.dumps(body).encode()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -267,19 +405,27 @@ class FakeSlack:
                     self.end_headers()
                     self.wfile.write(answer)
                     return
+                path, _, query = self.path.partition("?")
+                method = path.rsplit("/", 1)[-1]
                 kind = self.headers.get("content-type", "")
+                params: dict[str, Any] = {}
                 if "json" in kind:
-                    params = json.loads(raw or b"{}")
+                    # Slack reads JSON bodies for write methods only; a read method given
+                    # one sees no arguments.
+                    if method not in READ_METHODS:
+                        params = json.loads(raw or b"{}")
                 else:
                     params = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                     for key in ("blocks", "metadata"):
                         if isinstance(params.get(key), str):
                             params[key] = json.loads(params[key])
-                path, _, query = self.path.partition("?")
-                if query:
+                if query:  # GET query string arguments, alone or mixed with a POST body
                     params.update({k: v[0] for k, v in parse_qs(query).items()})
-                method = path.rsplit("/", 1)[-1]
-                status, headers, body = fake._answer(method, params)
+                bearer = self.headers.get("authorization", "").removeprefix("Bearer ").strip()
+                if method == "response.url" or bearer or params.get("token"):
+                    status, headers, body = fake._answer(method, params)
+                else:
+                    status, headers, body = _error("not_authed")
                 if method == "chat.postMessage" and fake.post_delay and status == 200:
                     time.sleep(fake.post_delay)
                 if "x-fake-delay" in headers:
