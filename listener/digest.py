@@ -329,13 +329,15 @@ _SPAM_JSON = f'%"{Intent.SPAM.value}"%'
 
 def _filtered() -> Any:
     """SQL: a spam mention that no rule sent anywhere (no alert, not held for a digest)."""
-    alerted = select(Delivery.mention_id).where(
-        Delivery.kind == "alert", col(Delivery.mention_id).is_not(None)
+    # Correlated (per mention, through the outbox's mention_id index), not ``NOT IN`` a
+    # list of every alert ever sent.
+    alerted = select(Delivery.id).where(
+        col(Delivery.mention_id) == col(Mention.id), Delivery.kind == "alert"
     )
     return and_(
         cast(col(Mention.intents), Text).like(_SPAM_JSON),
         col(Mention.digest).is_(None),
-        col(Mention.id).not_in(alerted),
+        ~alerted.exists(),
     )
 
 
@@ -351,10 +353,12 @@ def _filtered_count(session: Session, start: datetime, end: datetime) -> int:
 def _scoped(scope: Scope, channel: str) -> Any:
     if scope == "all":
         return not_(_filtered())
-    alerted = select(Delivery.mention_id).where(
-        Delivery.channel == channel, Delivery.kind == "alert"
+    alerted = select(Delivery.id).where(
+        col(Delivery.mention_id) == col(Mention.id),
+        Delivery.channel == channel,
+        Delivery.kind == "alert",
     )
-    return or_(col(Mention.digest_channel) == channel, col(Mention.id).in_(alerted))
+    return or_(col(Mention.digest_channel) == channel, alerted.exists())
 
 
 def _mentions(

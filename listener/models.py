@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -89,11 +89,16 @@ class Mention(SQLModel, table=True):
 
     __tablename__ = "mentions"
     __table_args__ = (
+        # Also the index of ``source`` alone (its first column).
         UniqueConstraint("source", "external_id", name="uq_mentions_source_external_id"),
+        # The SLA check (unhandled, not escalated) and the response times (handled in a
+        # period); also the index of ``status`` alone. See migration 0005.
+        Index("ix_mentions_status_escalated_at", "status", "escalated_at"),
+        Index("ix_mentions_status_resolved_at", "status", "resolved_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    source: str = Field(max_length=32, index=True)
+    source: str = Field(max_length=32)
     external_id: str = Field(max_length=255)
     url: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     author: str = Field(default="", max_length=255)
@@ -119,7 +124,7 @@ class Mention(SQLModel, table=True):
     model_version: str | None = Field(default=None, max_length=64)
     #: How relevant the mention is to its query (0..1; ``None``: not scored).
     relevance: float | None = None
-    status: str = Field(default=MentionStatus.NEW.value, max_length=16, index=True)
+    status: str = Field(default=MentionStatus.NEW.value, max_length=16)
     #: The workflow in Slack (see ``listener/workflow.py``; every change is a ``MentionEvent``).
     assignee: str | None = Field(default=None, max_length=64)
     resolved_by: str | None = Field(default=None, max_length=64)
@@ -182,6 +187,15 @@ class Delivery(SQLModel, table=True):
     """
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        # Claiming due rows and the next due time (``status`` first: pending rows are few).
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        # Storm checks (a channel's recent alerts, its ongoing storm summary) and a
+        # channel's known Slack id.
+        Index("ix_outbox_channel_kind_created_at", "channel", "kind", "created_at"),
+        # The newest rows of one kind (the last spike alerts).
+        Index("ix_outbox_kind_id", "kind", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=255, unique=True)
@@ -189,10 +203,10 @@ class Delivery(SQLModel, table=True):
     channel: str = Field(max_length=255)
     kind: str = Field(default="alert", max_length=32)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    status: str = Field(default=DeliveryStatus.PENDING.value, max_length=16, index=True)
+    status: str = Field(default=DeliveryStatus.PENDING.value, max_length=16)
     attempts: int = 0
     next_attempt_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(_tz(), nullable=False, index=True)
+        default_factory=utcnow, sa_column=Column(_tz(), nullable=False)
     )
     lease_until: datetime | None = Field(default=None, sa_column=Column(_tz(), nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(_tz(), nullable=False))
