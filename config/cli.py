@@ -6,26 +6,22 @@ import logging
 import os
 import sys
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from earshot.listener import __version__
-from earshot.listener.store import Store, redact_url
 
+from . import exitcodes
 from .logs import setup_logging
-from .settings import (
-    ConfigError,
-    Secrets,
-    Settings,
-    database_url,
-    env_overrides,
-    load_settings,
-    parse_settings,
-    source_name,
-    unknown_variables,
-)
+
+if TYPE_CHECKING:  # the commands import what they use: `earshot healthcheck` stays light
+    from earshot.listener.store import Store
+
+    from .settings import Settings
 
 app = typer.Typer(
     name="earshot",
@@ -33,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no "<bool>" on flags, no rich import
 )
 
 logger = logging.getLogger("earshot.cli")
@@ -49,11 +46,37 @@ ConfigOption = Annotated[
 
 
 def _load(path: Path) -> Settings:
+    from .settings import ConfigError, load_settings
+
     try:
         return load_settings(path)
     except ConfigError as exc:
         typer.echo(exc.render(), err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(exitcodes.USAGE) from None
+
+
+def _url(settings: Settings) -> str:
+    """The database URL ``settings`` and the environment name."""
+    from .settings import Secrets, database_url
+
+    return database_url(settings, Secrets.from_env())
+
+
+@contextmanager
+def _reaching(url: str) -> Iterator[None]:
+    """Turn "the database cannot be reached" into one line and exit 4.
+
+    Anything else SQLAlchemy raises goes on up: it is a bug, and its traceback is wanted.
+    """
+    try:
+        yield
+    except Exception as exc:
+        from .reach import is_unreachable, unreachable_message
+
+        if not is_unreachable(exc):
+            raise
+        typer.echo(unreachable_message(url, exc), err=True)
+        raise typer.Exit(exitcodes.DATABASE_UNREACHABLE) from None
 
 
 def _version(value: bool) -> None:
@@ -78,32 +101,57 @@ def run(
         bool, typer.Option("--once", help="Poll every source once, deliver, and exit.")
     ] = False,
 ) -> None:
-    """Run the listener: on its schedule until stopped, or once with --once."""
+    """Run the listener: on its schedule until stopped, or once with --once.
+
+    Exit codes: 0 every alert delivered; 1 an alert undeliverable, or still pending after
+    [slack] drain_timeout; 2 bad config, the schema needs `earshot db upgrade`, another run
+    holds the SQLite file or the ops port is taken; 3 every source failed; 4 the database
+    cannot be reached.
+    """
     from .migrations import SchemaError
-    from .service import Service, run_once
+    from .service import CannotStart, RunLock, Service, run_once
+    from .settings import Secrets, unknown_variables
     from .wiring import build
 
     setup_logging()
     settings = _load(config)
     for problem in unknown_variables():
         logger.warning("%s", problem)
+    url = _url(settings)
+    lock = RunLock.for_url(url)
     try:
-        app_ = build(settings, Secrets.from_env())
-    except SchemaError as exc:
+        if lock is not None:
+            lock.acquire()
+        with _reaching(url):
+            try:
+                app_ = build(settings, Secrets.from_env())
+            except SchemaError as exc:
+                typer.echo(f"earshot: {exc}", err=True)
+                raise typer.Exit(exitcodes.USAGE) from None
+            if once:
+                try:
+                    outcome = run_once(app_)
+                finally:
+                    app_.close()
+                typer.echo(outcome.summary())
+                raise typer.Exit(outcome.code)
+            code = Service(app_).run_forever()
+    except CannotStart as exc:
         typer.echo(f"earshot: {exc}", err=True)
-        raise typer.Exit(2) from None
-    if once:
-        try:
-            code = run_once(app_)
-        finally:
-            app_.close()
-        raise typer.Exit(code)
-    raise typer.Exit(Service(app_).run_forever())
+        raise typer.Exit(exitcodes.USAGE) from None
+    finally:
+        if lock is not None:
+            lock.release()
+    raise typer.Exit(code)
 
 
 @app.command()
 def check(config: ConfigOption = Path("earshot.toml")) -> None:
     """Validate the config and print what would run (exit 2 on a config error)."""
+    from earshot.listener.store import redact_url
+
+    from .settings import Secrets, database_url, env_overrides, source_name, unknown_variables
+
     settings = _load(config)
     unknown = unknown_variables()
     if unknown:
@@ -170,6 +218,7 @@ def _model_line(url: str) -> str:
 
     from earshot.listener.meaning import MeaningModel
     from earshot.listener.model_versions import active_model
+    from earshot.listener.store import Store
 
     from . import migrations
 
@@ -211,6 +260,7 @@ def demo(
     from earshot.responders.console import ConsoleChannel
 
     from .demo import demo_config_text, demo_transport
+    from .settings import Secrets, parse_settings
     from .wiring import build
 
     setup_logging(level="WARNING" if quiet_logs else None, fmt="text")
@@ -262,7 +312,7 @@ def eval_(
     parts: dict[str, Part] = {"all": "all", "train": "train", "test": "test"}
     if split not in parts:
         typer.echo("--split must be 'all', 'train' or 'test'", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(exitcodes.USAGE)
     try:
         table = evaluate_files(
             files,
@@ -273,7 +323,7 @@ def eval_(
         )
     except (ValueError, UnicodeDecodeError) as exc:
         typer.echo(f"cannot evaluate: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(exitcodes.USAGE) from None
     typer.echo(table)
 
 
@@ -307,11 +357,13 @@ def train(
 
     if holdout is not None and not 0 < holdout < 1:
         typer.echo("--holdout must be between 0 and 1", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(exitcodes.USAGE)
     setup_logging(level="WARNING", fmt="text")
+    from earshot.listener.store import redact_url
+
     settings = _load(config)
     training = settings.training
-    url = database_url(settings, Secrets.from_env())
+    url = _url(settings)
     try:
         store = _store(config, settings)
         try:
@@ -330,10 +382,10 @@ def train(
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         typer.echo(f"earshot train: database {redact_url(url)}: {reason}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(exitcodes.USAGE) from None
     typer.echo(outcome.report())
     if outcome.outcome in ("refused", "conflict"):
-        raise typer.Exit(1)
+        raise typer.Exit(exitcodes.FAILED)
 
 
 outbox_app = typer.Typer(help="Inspect and repair the delivery outbox.", no_args_is_help=True)
@@ -341,17 +393,25 @@ app.add_typer(outbox_app, name="outbox")
 
 
 def _store(config: Path, settings: Settings | None = None) -> Store:
-    """The configured database, refused (exit 2) when its schema is not current."""
+    """The configured database: exit 4 when it cannot be reached, 2 when its schema is not
+    current."""
+    from earshot.listener.store import Store
+
     from .migrations import SchemaError, ensure_schema
 
     settings = settings or _load(config)
-    store = Store.from_url(database_url(settings, Secrets.from_env()))
+    url = _url(settings)
+    store = Store.from_url(url)
     try:
-        ensure_schema(store.engine)
+        with _reaching(url):
+            ensure_schema(store.engine)
     except SchemaError as exc:
         store.engine.dispose()
         typer.echo(f"earshot: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(exitcodes.USAGE) from None
+    except typer.Exit:
+        store.engine.dispose()
+        raise
     return store
 
 
@@ -418,21 +478,21 @@ def export(
 
     if approved + corrections + relevance != 1:
         typer.echo("pass one of --approved, --corrections or --relevance", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(exitcodes.USAGE)
     if corrections or relevance:
         if fmt != "csv":
             typer.echo("--corrections and --relevance write CSV only", err=True)
-            raise typer.Exit(2)
+            raise typer.Exit(exitcodes.USAGE)
         _export_corrections(config, output, relevance=relevance)
         return
     if fmt not in ("csv", "json"):
         typer.echo("--format must be 'csv' or 'json'", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(exitcodes.USAGE)
     try:
         seconds = parse_duration(since)
     except ValueError as exc:
         typer.echo(f"--since: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(exitcodes.USAGE) from None
     store = _store(config)
     try:
         rows = approved_since(store, utcnow() - timedelta(seconds=seconds))
@@ -486,10 +546,12 @@ def _database(config: Path) -> str:
     With ``DATABASE_URL`` set, the config file may be absent (a migration job needs only
     the URL).
     """
+    from .settings import Secrets
+
     secrets = Secrets.from_env()
     if secrets.database_url and not config.exists():
         return secrets.database_url
-    return database_url(_load(config), secrets)
+    return _url(_load(config))
 
 
 @db_app.command("upgrade")
@@ -498,19 +560,22 @@ def db_upgrade(
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
     """Migrate the database to the schema this earshot needs (run before rolling out)."""
+    from earshot.listener.store import redact_url
+
     from . import migrations
 
     url = _database(config)
-    before = migrations.status(url)
-    try:
-        if before.current is None and not before.empty:
-            migrations.ensure_schema(url)  # tables from before migrations: adopt or refuse
-        else:
-            migrations.upgrade(url, revision)
-    except migrations.SchemaError as exc:
-        typer.echo(f"earshot: {exc}", err=True)
-        raise typer.Exit(2) from None
-    after = migrations.status(url)
+    with _reaching(url):
+        before = migrations.status(url)
+        try:
+            if before.current is None and not before.empty:
+                migrations.ensure_schema(url)  # tables from before migrations: adopt or refuse
+            else:
+                migrations.upgrade(url, revision)
+        except migrations.SchemaError as exc:
+            typer.echo(f"earshot: {exc}", err=True)
+            raise typer.Exit(exitcodes.USAGE) from None
+        after = migrations.status(url)
     where = redact_url(url)
     if after.current == before.current:
         typer.echo(f"{where}: already at revision {after.current}")
@@ -522,12 +587,16 @@ def db_upgrade(
 def db_current(config: ConfigOption = Path("earshot.toml")) -> None:
     """Print the database's schema revision and the one this earshot needs.
 
-    Exits 0 when they match, 1 when the database needs ``earshot db upgrade``.
+    Exits 0 when they match, 1 when the database needs ``earshot db upgrade``, 4 when it
+    cannot be reached.
     """
+    from earshot.listener.store import redact_url
+
     from . import migrations
 
     url = _database(config)
-    state = migrations.status(url)
+    with _reaching(url):
+        state = migrations.status(url)
     typer.echo(f"database: {redact_url(url)}")
     typer.echo(f"revision: {state.current or ('none (empty)' if state.empty else 'none')}")
     typer.echo(f"head:     {state.head}")
@@ -538,7 +607,7 @@ def db_current(config: ConfigOption = Path("earshot.toml")) -> None:
         typer.echo("empty: earshot creates the schema on its first start (or `earshot db upgrade`)")
         return
     typer.echo("behind: run `earshot db upgrade`")
-    raise typer.Exit(1)
+    raise typer.Exit(exitcodes.FAILED)
 
 
 @db_app.command("stamp")
@@ -547,10 +616,13 @@ def db_stamp(
     config: ConfigOption = Path("earshot.toml"),
 ) -> None:
     """Record the database's revision without migrating (adopting a database by hand)."""
+    from earshot.listener.store import redact_url
+
     from . import migrations
 
     url = _database(config)
-    migrations.stamp(url, revision)
+    with _reaching(url):
+        migrations.stamp(url, revision)
     typer.echo(f"{redact_url(url)}: stamped at {revision}")
 
 
@@ -563,6 +635,26 @@ def db_revision(
 
     path = migrations.autogenerate(message)
     typer.echo(f"wrote {path}" if path else "nothing written")
+
+
+def _ops_port(config: Path) -> str:
+    """The ops endpoint's port as ``earshot run`` reads it: ``EARSHOT_HTTP__PORT``, then
+    ``EARSHOT_HTTP_PORT``, then the config's ``[http] port``, else 8080.
+
+    The config is read as plain TOML, not validated: the settings module loads the
+    sources and the database models, seconds of imports that the image's HEALTHCHECK
+    cannot wait for.
+    """
+    env = os.environ
+    port = env.get("EARSHOT_HTTP__PORT") or env.get("EARSHOT_HTTP_PORT")
+    if port:
+        return port.strip()
+    try:
+        http = tomllib.loads(config.read_text(encoding="utf-8")).get("http")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return "8080"
+    value = http.get("port") if isinstance(http, dict) else None
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else "8080"
 
 
 @app.command()
@@ -578,20 +670,15 @@ def healthcheck(
     import urllib.request
 
     if url is None:
-        try:
-            port = str(load_settings(config).http.port)  # with the environment's overrides
-        except ConfigError:  # no readable config here: the environment's port, else 8080
-            env = os.environ
-            port = env.get("EARSHOT_HTTP__PORT") or env.get("EARSHOT_HTTP_PORT") or "8080"
-        url = f"http://127.0.0.1:{port}/healthz"
+        url = f"http://127.0.0.1:{_ops_port(config)}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as answer:
             alive = answer.status == 200
     except (urllib.error.URLError, OSError) as exc:
         typer.echo(f"unhealthy: {url}: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(exitcodes.FAILED) from None
     typer.echo(f"{'healthy' if alive else 'unhealthy'}: {url}")
-    raise typer.Exit(0 if alive else 1)
+    raise typer.Exit(exitcodes.OK if alive else exitcodes.FAILED)
 
 
 @app.command()
@@ -621,7 +708,7 @@ def report(
         ZoneInfo(timezone)
     except (ValueError, KeyError) as exc:
         typer.echo(f"--since/--timezone: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(exitcodes.USAGE) from None
     settings = _load(config)
     store = _store(config, settings)
     end = utcnow()
@@ -636,6 +723,11 @@ def report(
     finally:
         store.engine.dispose()
     console = Console()
+
+    def show(table: Table, empty: str = "none yet") -> None:
+        """The table, or one line saying it has nothing in it (not an empty frame)."""
+        console.print(table if table.row_count else f"{table.title}: {empty}")
+
     pct = f" ({digest.change_percent:+.0f}%)" if digest.change_percent is not None else ""
     console.print(
         f"[bold]{digest.total} mentions[/bold] since {period.start:%Y-%m-%d %H:%M} UTC, "
@@ -649,13 +741,13 @@ def report(
         now_n = digest.by_sentiment.get(label, 0)
         before_n = digest.previous_by_sentiment.get(label, 0)
         counts.add_row(label, str(now_n), str(before_n), f"{now_n - before_n:+d}")
-    console.print(counts)
+    show(counts)
     sources = Table(title="By source")
     sources.add_column("source")
     sources.add_column("mentions", justify="right")
     for source, n in digest.by_source.items():
         sources.add_row(source, str(n))
-    console.print(sources)
+    show(sources)
     for title, items in (
         ("Top negative", digest.top_negative),
         ("Top positive", digest.top_positive),
@@ -670,7 +762,7 @@ def report(
         for item in items:
             score = f"{item.score:+.2f}" if item.score is not None else ""
             table.add_row(score, item.source, item.title[:80], item.url)
-        console.print(table)
+        show(table)
     rt = Table(title="Response times (alert to Handled)")
     for column in ("channel", "handled", "median", "p90"):
         rt.add_column(column, justify="left" if column == "channel" else "right")
@@ -681,7 +773,7 @@ def report(
             f"{(row.median or 0) / 60:.0f} min",
             f"{(row.p90 or 0) / 60:.0f} min",
         )
-    console.print(rt)
+    show(rt, "none yet (no alert marked Handled in this period)")
     days = Table(title=f"Per day ({timezone})")
     days.add_column("day")
     for label in ("total", "negative", "mixed", "neutral", "positive", "unscored"):
@@ -695,7 +787,7 @@ def report(
                 for label in ("negative", "mixed", "neutral", "positive", "unscored")
             ),
         )
-    console.print(days)
+    show(days)
     if chart is not None:
         chart.write_bytes(chart_png(digest.days, f"Mentions per day, last {since}"))
         console.print(f"chart written to {chart}")

@@ -215,6 +215,9 @@ class SlackSettings(_Section):
     #: How long a worker holds an outbox row while sending it; a crashed worker's rows are
     #: picked up again after this.
     delivery_lease: Duration = 120.0
+    #: How long `earshot run --once` waits for alerts being retried (429 Retry-After, 5xx,
+    #: Slack unreachable) before it exits 1 with them still pending in the outbox.
+    drain_timeout: Duration = 60.0
     failing_after: int = Field(3, ge=1)
 
     @field_validator("api_url")
