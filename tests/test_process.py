@@ -127,6 +127,32 @@ every = "1h"
                 timeout=30,
             )
             assert probe.returncode == 0, probe.stderr
+            # A second run on the same SQLite file is refused: SQLite serves one process.
+            second = subprocess.run(
+                [str(EXE), "run", "--once", "--config", str(config)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert second.returncode == 2, second.stderr[-2000:]
+            assert second.stderr.splitlines()[-1].startswith(
+                f"earshot: another earshot run (pid {proc.pid}) is using {db}: stop it first"
+            ), second.stderr[-2000:]
+            # A second run on its own file but the same port says which port and how to move.
+            other = {**env, "EARSHOT_STORAGE__PATH": str(tmp_path / "other.db")}
+            second = subprocess.run(
+                [str(EXE), "run", "--config", str(config)],
+                env=other,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert second.returncode == 2, second.stderr[-2000:]
+            last = second.stderr.splitlines()[-1]
+            assert last.startswith(f"earshot: cannot serve the ops endpoint on 0.0.0.0:{port}: ")
+            assert "EARSHOT_HTTP__PORT" in last and "[http] enabled = false" in last
+            assert '"stopped' not in second.stderr  # it never started
         finally:
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
