@@ -71,11 +71,14 @@ def _reaching(url: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        from .reach import is_unreachable, unreachable_message
+        from sqlalchemy.exc import InterfaceError, OperationalError
 
-        if not is_unreachable(exc):
+        from .database import DatabaseUnreachable, cause_of
+
+        # refused, not resolved, password or database refused, a file SQLite cannot open
+        if not isinstance(exc, OperationalError | InterfaceError):
             raise
-        typer.echo(unreachable_message(url, exc), err=True)
+        typer.echo(f"earshot: {DatabaseUnreachable(url, cause_of(exc, url))}", err=True)
         raise typer.Exit(exitcodes.DATABASE_UNREACHABLE) from None
 
 
