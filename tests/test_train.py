@@ -206,16 +206,16 @@ def test_dry_run_and_too_few_corrections_store_nothing(database_url: str, config
     assert rows(database_url) == []
 
 
-def test_an_unreachable_database_is_one_line_and_exit_2(
+def test_an_unreachable_database_is_one_line_and_exit_4(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://earshot:secret@127.0.0.1:9/none")
     path = tmp_path / "earshot.toml"
     path.write_text('[product]\nname = "A"\nqueries = ["a"]\n\n[[sources]]\ntype = "hackernews"\n')
     result = runner.invoke(app, ["train", "--config", str(path)])
-    assert result.exit_code == 2
+    assert result.exit_code == 4  # exitcodes.DATABASE_UNREACHABLE, as every command
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("earshot train: database ")
+    assert len(lines) == 1 and lines[0].startswith("earshot: database unreachable: host 127")
     assert "secret" not in result.output
 
 
