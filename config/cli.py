@@ -112,7 +112,7 @@ def run(
     cannot be reached.
     """
     from .migrations import SchemaError
-    from .service import CannotStart, RunLock, Service, run_once
+    from .service import CannotStart, RunLock, Service, poll_and_deliver
     from .settings import Secrets, unknown_variables
     from .wiring import build
 
@@ -133,7 +133,7 @@ def run(
                 raise typer.Exit(exitcodes.USAGE) from None
             if once:
                 try:
-                    outcome = run_once(app_)
+                    outcome = poll_and_deliver(app_)
                 finally:
                     app_.close()
                 typer.echo(outcome.summary())

@@ -85,7 +85,13 @@ class OnceOutcome:
         return f"earshot run --once: {', '.join(parts)}; exit {self.code}"
 
 
-def run_once(app: Earshot, *, drain_timeout: float | None = None) -> OnceOutcome:
+def run_once(app: Earshot, *, drain_timeout: float | None = None) -> int:
+    """Poll every source once, deliver what that produced, and return the exit code
+    (``OnceOutcome.code``)."""
+    return poll_and_deliver(app, drain_timeout=drain_timeout).code
+
+
+def poll_and_deliver(app: Earshot, *, drain_timeout: float | None = None) -> OnceOutcome:
     """Poll every source once, deliver what that produced, and say how it went.
 
     ``drain_timeout`` (default ``[slack] drain_timeout``) bounds the wait for alerts that
