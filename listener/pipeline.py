@@ -177,8 +177,9 @@ class Pipeline:
         try:
             self._poll(source, report)
         except SourceError as exc:
-            report.errors.append(str(exc))
-            report.error_kinds.append(type(exc).__name__)
+            if not report.errors:  # else every unit failed: ``exc`` is counted among them
+                report.errors.append(str(exc))
+                report.error_kinds.append(type(exc).__name__)
             self._failed(source, health, exc)
         except Exception as exc:
             logger.exception("%s: poll failed", source.key, extra={"source": source.key})

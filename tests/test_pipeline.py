@@ -354,3 +354,18 @@ def test_a_classifier_returning_the_old_shape_still_works(
         assert mention.sentiment_confidence is None and mention.model_version is None
     # A positive without the praise tag is stored, not amplified.
     assert slack.messages == []
+
+
+def test_every_failed_term_is_one_error(slack: FakeSlack, tmp_path: Path) -> None:
+    """Five query terms that all fail are five errors in the poll's report (and its log
+    line), not six: the error the poll fails with is one of them."""
+    with respx.mock(assert_all_called=False) as router:
+        router.get(f"{HN}/search_by_date").respond(403, json={"message": "forbidden"})
+        app = make_app(slack, f"sqlite:///{tmp_path / 'e.db'}", queries=list("abcde"))
+        try:
+            report = app.pipeline.poll(app.sources[0], force=True)
+        finally:
+            app.close()
+    assert report.source == "hackernews"
+    assert len(report.errors) == 5, report.errors
+    assert report.error_kinds == [report.error_kinds[0]] * 5
