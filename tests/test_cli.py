@@ -27,6 +27,10 @@ def test_demo_prints_alerts_offline() -> None:
     assert "→ #cx-alerts" in result.output and "→ #cx-wins" in result.output
     assert "App Store" in result.output
     assert "earshot demo:" in result.output and "alerts delivered" in result.output
+    # What a lead sees from each source, not only App Store reviews.
+    leads = [body for channel, body in _demo_alerts(result.output) if channel == "#cx-alerts"]
+    for source in ("App Store", "Hacker News", "Reddit"):
+        assert any(f"on {source}" in body for body in leads), source
 
 
 def _demo_alerts(output: str) -> list[tuple[str, str]]:

@@ -29,6 +29,7 @@ def demo_transport() -> httpx.MockTransport:
     """Answers the demo sources' requests from the bundled files."""
     story, comment = _load("hn_story.json"), _load("hn_comment.json")
     comments = _load("reddit_comments.json")
+    posts = _load("reddit_posts.json")
     reviews = _load("appstore_reviews.json")
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -44,8 +45,14 @@ def demo_transport() -> httpx.MockTransport:
             if request.url.params.get("after") or request.url.params.get("before"):
                 return httpx.Response(200, json=EMPTY_LISTING)
             return httpx.Response(200, json=comments)
-        if path.endswith("/new.json"):
-            return httpx.Response(200, json=EMPTY_LISTING)
+        if match := re.search(r"/r/([^/]+)/new\.json$", path):
+            # the captured search listing's posts of this subreddit, as its listing
+            if request.url.params.get("after") or request.url.params.get("before"):
+                return httpx.Response(200, json=EMPTY_LISTING)
+            sub = match.group(1).lower()
+            children = [c for c in posts["data"]["children"] if c["data"]["subreddit"] == sub]
+            listing = {**posts, "data": {**posts["data"], "children": children, "after": None}}
+            return httpx.Response(200, json=listing)
         if match := re.search(r"/rss/customerreviews/page=(\d+)/", path):
             if match.group(1) == "1":
                 return httpx.Response(200, json=reviews)
