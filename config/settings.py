@@ -701,7 +701,7 @@ PLAIN_VARIABLES: dict[str, str] = {
     "EARSHOT_LOG_LEVEL": "DEBUG, INFO (default), WARNING, ERROR",
     "EARSHOT_LOG_FORMAT": "json or text (default: text on a terminal, JSON lines otherwise)",
     "EARSHOT_HTTP_PORT": "the ops endpoint's port (same as EARSHOT_HTTP__PORT)",
-    "EARSHOT_REPLICA_ID": "this replica's name in poll leases (default: host and pid)",
+    "EARSHOT_REPLICA_ID": "this replica's name in poll leases (default: the host name)",
 }
 ENV_PREFIX = "EARSHOT_"
 #: Variables read by earshot's tests and tools, never reported as unknown.

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import respx
 from typer.testing import CliRunner
 
@@ -101,7 +102,9 @@ backfill = "10000d"
     return path
 
 
-def test_run_once_posts_to_slack_and_exits_0(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_run_once_posts_to_slack_and_exits_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reviews = load_json("appstore/customerreviews_us_id284815942_json.json")
     with FakeSlack() as slack, respx.mock(assert_all_called=False) as router:
         router.route(host="127.0.0.1").pass_through()
@@ -117,6 +120,10 @@ def test_run_once_posts_to_slack_and_exits_0(tmp_path: Path, monkeypatch) -> Non
         assert result.exit_code == 0, result.output
         first = len(slack.messages)
         assert first > 0
+        assert _summary(result.stdout) == (
+            f"earshot run --once: 1 source polled, 50 new mentions, {first} alerts sent, "
+            "0 undeliverable, 0 still pending; exit 0"
+        )
         result = runner.invoke(app, ["run", "--once", "--config", str(config)])
         assert result.exit_code == 0
         assert len(slack.messages) == first
@@ -168,8 +175,8 @@ def test_run_once_exits_3_when_every_source_fails(tmp_path: Path) -> None:
 
 
 def test_run_once_exits_1_when_slack_is_unreachable_and_alerts_stay_pending(
-    tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import socket
 
     from earshot.listener.store import Store
@@ -199,7 +206,9 @@ def test_run_once_exits_1_when_slack_is_unreachable_and_alerts_stay_pending(
     assert line.endswith("exit 1")
 
 
-def test_unreachable_postgres_is_one_line_and_exit_4(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_postgres_is_one_line_and_exit_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import socket
 
     with socket.socket() as sock:
