@@ -39,13 +39,13 @@ def test_a_missing_sqlite_directory_is_unreachable_and_a_missing_file_is_not(
     assert not (tmp_path / "earshot.db").exists()  # the probe creates nothing
 
 
-def test_the_probe_reads_the_schema_revision(database_url: str) -> None:
-    state = probe(database_url)
+def test_the_probe_reads_the_schema_revision(empty_url: str) -> None:
+    state = probe(empty_url)
     assert state is None or state.current is None
-    store = Store.from_url(database_url)
+    store = Store.from_url(empty_url)
     from earshot.config.migrations import ensure_schema
 
     ensure_schema(store.engine)
     store.engine.dispose()
-    state = probe(database_url)
+    state = probe(empty_url)
     assert state is not None and state.up_to_date and state.current == state.head
