@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from . import metrics
-from .models import Mention, utcnow
+from .models import Mention, MentionStatus, utcnow
 from .query import Document, QuerySet
 from .relevance import Relevance
 from .routing import Router
@@ -341,6 +341,10 @@ class Pipeline:
             mention.relevance = self.relevance.score(mention)
         if getattr(result, "skip", False):
             return []  # stored, not alerted (e.g. a language the config skips)
+        if mention.status == MentionStatus.HANDLED.value:
+            # Answered where it was posted (a store review with the team's reply, read back
+            # by the source): stored and classified, never alerted as unanswered.
+            return []
         routes = self.router.routes(mention)
         if routes and self.relevance is not None and self.relevance.below(mention.relevance):
             return self._hold_unrelated(mention, routes)

@@ -28,10 +28,12 @@ from earshot.listener.sources import (
     RetriableError,
     SourceError,
 )
+from earshot.listener.sources.appstoreconnect import AppStoreConnectSource
 from earshot.listener.sources.base import Cursor, PollResult, Source
 from earshot.listener.sources.bluesky import BlueskySource
 from earshot.listener.sources.discourse import DiscourseSource
 from earshot.listener.sources.github import GitHubSource, iso
+from earshot.listener.sources.googleplay import GooglePlaySource
 from earshot.listener.sources.mastodon import MastodonSource
 from earshot.listener.sources.rss import RssSource
 from earshot.listener.sources.stackexchange import StackExchangeSource
@@ -39,6 +41,7 @@ from earshot.listener.sources.stackexchange import StackExchangeSource
 from .contract import (
     OLD,
     REAL,
+    CursorCheck,
     FakeTime,
     Serve,
     SourceCase,
@@ -49,6 +52,7 @@ from .contract import (
     param_shows,
     serving,
 )
+from .fakestores import ec_key, pem, rsa_key, service_account
 
 _TAG = re.compile(r"<[A-Za-z/!][^>]*>")
 
@@ -148,6 +152,34 @@ class ServeFeed(Serve):
 def _rss_sends_the_etag(cursor: Cursor, requests: Sequence[httpx.Request]) -> bool:
     etag = cursor["feeds"][ALERTS]["etag"]
     return any(r.headers.get("if-none-match") == etag for r in requests)
+
+
+ASC = "https://api.appstoreconnect.apple.com"
+ASC_REVIEWS = r"api\.appstoreconnect\.apple\.com/v1/apps/682658836/customerReviews\?"
+#: Test-time keys (no real key is committed): an App Store Connect key, a service account.
+ASC_CREDENTIALS = {
+    "key_id": "2X9R4HXF34",
+    "issuer_id": "57246542-96fe-1a63-e053-0824d011072a",
+    "private_key": pem(ec_key()),
+}
+PLAY_ACCOUNT = json.dumps(service_account(rsa_key()))
+PLAY_REVIEWS = (
+    r"androidpublisher\.googleapis\.com/androidpublisher/v3/applications/com\.acme\.notes/reviews\?"
+)
+PLAY_TOKEN = Serve(
+    r"oauth2\.googleapis\.com/token$",
+    json={"access_token": "ya29.contract-token", "expires_in": 3599, "token_type": "Bearer"},
+    method="POST",
+)
+
+
+def _first_page_only(param: str) -> CursorCheck:
+    # The review APIs take no "since": the stored newest review stops the paging on the
+    # first page (a first poll pages on with the next link or token).
+    def check(cursor: Cursor, requests: Sequence[httpx.Request]) -> bool:
+        return [r.url.params.get(param) for r in requests] == [None]
+
+    return check
 
 
 CASES: list[SourceCase] = [
@@ -391,6 +423,62 @@ CASES: list[SourceCase] = [
         },
         cursor_shown=_rss_sends_the_etag,
         notes="a feed has no cursor parameter: the stored ETag goes back as If-None-Match",
+    ),
+    SourceCase(
+        id="appstoreconnect",
+        build=lambda http: AppStoreConnectSource(
+            http, base_url=ASC, app_id="682658836", **ASC_CREDENTIALS, **OLD
+        ),
+        pages=[
+            Serve(
+                ASC_REVIEWS + r"cursor=AQ\.AMt2C-U",
+                "appstoreconnect/customerReviews_page2_include_response.json",
+            ),
+            Serve(ASC_REVIEWS, "appstoreconnect/customerReviews_limit1.json"),
+        ],
+        empty=[Serve(ASC_REVIEWS, json={"data": [], "links": {"self": f"{ASC}/v1/apps"}})],
+        count=3,
+        expect={
+            "00000028-b08c-0014-729e-fbd500000000": {
+                "author": "Anne Johnson",
+                "title": "Awesome!!!",
+                "text": "It's a really fantastic app!",
+                "site": "USA",
+                "rating": 5,
+                "status": "new",
+            },
+            "00000028-b08c-0014-729e-fbd500000001": {"status": "handled", "site": "GBR"},
+            "00000028-b08c-0014-729e-fbd500000002": {"status": "new", "rating": 1},
+        },
+        cursor_shown=_first_page_only("cursor"),
+        notes="no since parameter: the stored newest review stops the paging on page 1",
+    ),
+    SourceCase(
+        id="googleplay",
+        build=lambda http: GooglePlaySource(
+            http, package_name="com.acme.notes", service_account_json=PLAY_ACCOUNT, **OLD
+        ),
+        support=[PLAY_TOKEN],
+        pages=[
+            Serve(PLAY_REVIEWS + r".*token=newest-page-2", "googleplay/reviews_list.json"),
+            Serve(PLAY_REVIEWS + r".*token=12334566", json={}),
+            Serve(PLAY_REVIEWS, "googleplay/reviews_list_newest_page.json"),
+        ],
+        empty=[Serve(PLAY_REVIEWS, json={})],
+        count=4,
+        expect={
+            "12345678": {"author": "Jane Bloggs", "text": "This is the best app ever!"},
+            "11223344": {"status": "handled", "site": "en · v1.2.3 · Sony E5333 (Xperia™ C4 Dual)"},
+            "99887766": {
+                "title": "Crashes on start",
+                "status": "new",
+                "rating": 1,
+                "url": "https://play.google.com/store/apps/details?id=com.acme.notes"
+                "&reviewId=99887766",
+            },
+        },
+        cursor_shown=_first_page_only("token"),
+        notes="no since parameter: the stored newest review stops the paging on page 1",
     ),
 ]
 
