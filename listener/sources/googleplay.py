@@ -392,9 +392,10 @@ def _service_account(
         )
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        where = f" (line {exc.lineno} column {exc.colno})" if hasattr(exc, "lineno") else ""
-        raise ValueError(f"{what}: not JSON{where}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what}: not JSON (line {exc.lineno} column {exc.colno})") from None
+    except ValueError:
+        raise ValueError(f"{what}: not JSON") from None
     if not isinstance(data, dict):
         raise ValueError(f"{what}: not a JSON object")
     kind = data.get("type")
