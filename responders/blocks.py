@@ -92,6 +92,8 @@ SOURCE_NAMES = {
     "reddit": "Reddit",
     "appstore": "App Store",
     "playstore": "Google Play",
+    "googleplay": "Google Play",
+    "appstoreconnect": "App Store",
     "mastodon": "Mastodon",
     "bluesky": "Bluesky",
     "stackexchange": "Stack Exchange",
