@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -85,13 +85,36 @@ def secret_values(env: dict[str, str] | None = None) -> list[str]:
     return values
 
 
+class StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes each record to ``sys.stderr`` as it is when the record arrives.
+
+    A plain ``StreamHandler(sys.stderr)`` keeps the stream it was given: once that stream
+    is swapped out and closed (a test runner's capture, ``CliRunner``), every later record
+    ends in ``--- Logging error --- ValueError: I/O operation on closed file``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""
+
+
 def setup_logging(level: str | None = None, fmt: str | None = None) -> None:
-    """Configure the root logger once, for the CLI."""
+    """Configure the root logger for the CLI: one handler on the current ``sys.stderr``.
+
+    Calling it again replaces the root logger's handlers and level again.
+    """
     level = (level or os.environ.get("EARSHOT_LOG_LEVEL") or "INFO").upper()
     fmt = (fmt or os.environ.get("EARSHOT_LOG_FORMAT") or "").lower()
     if fmt not in ("json", "text"):
         fmt = "text" if sys.stderr.isatty() else "json"
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

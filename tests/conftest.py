@@ -1,9 +1,15 @@
-"""Shared fixtures: paths to real payloads, databases (SQLite and the real PostgreSQL)."""
+"""Shared fixtures: paths to real payloads, databases (SQLite and the real PostgreSQL).
+
+Also the rules every test runs under: Hypothesis without wall-clock limits and with the same
+examples on every run, and a logging configuration that no test can leave changed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -11,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 
 from earshot.listener.store import Store, normalize_database_url
@@ -21,6 +29,82 @@ REAL = FIXTURES / "real"
 POSTGRES_URL = os.environ.get(
     "EARSHOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+
+
+# Property tests: no deadline and no too_slow health check (both are wall-clock limits, and a
+# loaded machine is not a bug), and the same examples on every run (derandomize, so no
+# example database either). HYPOTHESIS_PROFILE=explore draws new random examples instead.
+hypothesis_settings.register_profile(
+    "earshot",
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile(
+    "explore", hypothesis_settings.get_profile("earshot"), derandomize=False
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "earshot"))
+
+
+def clock_limits(item: pytest.Item) -> list[str]:
+    """The wall-clock limits a Hypothesis test would run under (none for any other test)."""
+    function = getattr(item, "obj", None)
+    if not getattr(function, "is_hypothesis_test", False):
+        return []
+    used = getattr(function, "_hypothesis_internal_use_settings", hypothesis_settings.default)
+    problems = []
+    if used.deadline is not None:
+        problems.append(f"deadline={used.deadline}")
+    if HealthCheck.too_slow not in used.suppress_health_check:
+        problems.append("the too_slow health check")
+    return problems
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a property test with a wall-clock limit: it fails on a loaded machine."""
+    refused = []
+    for item in items:
+        limits = clock_limits(item)
+        if limits:
+            refused.append(f"{item.nodeid}: {', '.join(limits)}")
+    if refused:
+        raise pytest.UsageError(
+            "property tests must run without wall-clock limits (keep the conftest profile's "
+            "deadline=None and too_slow suppression): " + "; ".join(refused)
+        )
+
+
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """Put back the root logger's handlers and every logger's level on the way out."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    levels = {
+        lg.name: lg.level
+        for lg in [root, *root.manager.loggerDict.values()]
+        if isinstance(lg, logging.Logger)
+    }
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        for lg in [root, *root.manager.loggerDict.values()]:
+            level = levels.get(getattr(lg, "name", ""), logging.NOTSET)
+            if isinstance(lg, logging.Logger) and lg.level != level:
+                lg.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Each test leaves logging as it found it.
+
+    The CLI's ``setup_logging`` replaces the root handlers and sets levels; without this a
+    test that runs the CLI in-process changes what every later test logs, and the result of
+    a run would depend on the order (or the worker) its tests run in.
+    """
+    with logging_restored():
+        yield
 
 
 def load_json(relative: str) -> Any:
