@@ -27,6 +27,17 @@ PostRoute = Callable[[bytes, dict[str, str]], tuple[int, dict[str, str], bytes]]
 MAX_POST_BYTES = 1_000_000
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per request, and room for bursts of connections.
+
+    socketserver's default backlog of 5 reset connections when Slack sent a burst of
+    interactions at once (20 concurrent clicks: some got "connection reset by peer").
+    """
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
 class OpsServer:
     """Serves health, readiness and metrics on ``host:port`` from a daemon thread."""
 
@@ -44,8 +55,7 @@ class OpsServer:
         self.post = post or {}
         self.alive = alive
         self.before_metrics = before_metrics
-        self.server = ThreadingHTTPServer((host, port), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), self._handler())
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="ops-http", daemon=True
         )

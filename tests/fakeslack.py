@@ -102,6 +102,11 @@ class FakeSlack:
         #: (Slack: "fewer than the requested number of items may be returned").
         self.page_cap: int | None = None
         self.rejected = 0
+        #: A slow Slack: while ``gate`` is set up (``slow_down``), every call waits for it to
+        #: open (or ``hold`` seconds) before it is answered; ``held`` counts waiting calls.
+        self.gate: threading.Event | None = None
+        self.hold = 0.0
+        self.held = 0
         self._last_post: dict[str, float] = {}
         self._lock = threading.Lock()
         self._ts = 1_700_000_000
@@ -125,6 +130,20 @@ class FakeSlack:
     def response_url(self) -> str:
         """A ``response_url`` for payloads: posts to it are recorded in ``responses``."""
         return self.api_url + "response.url"
+
+    def slow_down(self, hold: float) -> threading.Event:
+        """From now on answer each call after ``hold`` s, or once the returned gate is set."""
+        self.hold = hold
+        self.gate = threading.Event()
+        return self.gate
+
+    def _wait_at_gate(self) -> None:
+        gate = self.gate
+        if gate is None:
+            return
+        with self._lock:
+            self.held += 1
+        gate.wait(self.hold)
 
     def texts(self) -> list[str]:
         return [m.get("text", "") for m in self.messages]
@@ -421,6 +440,7 @@ class FakeSlack:
                             params[key] = json.loads(params[key])
                 if query:  # GET query string arguments, alone or mixed with a POST body
                     params.update({k: v[0] for k, v in parse_qs(query).items()})
+                fake._wait_at_gate()
                 bearer = self.headers.get("authorization", "").removeprefix("Bearer ").strip()
                 if method == "response.url" or bearer or params.get("token"):
                     status, headers, body = fake._answer(method, params)
