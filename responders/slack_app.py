@@ -1,18 +1,29 @@
 """Slack interactivity with slack-bolt: buttons, modals and ``/earshot``, over Socket Mode or HTTP.
 
-``SlackInteractivity`` builds one ``slack_bolt.App`` (``process_before_response=False``: every
-listener acks at once and works after, on Bolt's thread pool) whose listeners call the plain
-handlers of ``responders/interactions.py`` and carry out their ``Outcome``: ``views.open``,
-``chat.update`` of the alert, ``chat.postEphemeral``. Then, by ``mode``:
+``SlackInteractivity`` builds one ``slack_bolt.App`` whose listeners call the plain handlers
+of ``responders/interactions.py`` and carry out their ``Outcome``: ``views.open``,
+``chat.update`` of the alert, ``chat.postEphemeral``, the reply to ``/earshot``.
+
+Acks never wait behind Slack (Slack wants each one within 3 seconds): the App runs with
+``process_before_response=True``, so a listener runs in the thread that received the request
+and returns once it has acked; everything that calls Slack (including the approver-group
+lookup a click may need) goes to ``FollowUps``, a bounded executor of its own. Bolt's
+default single-workspace authorization (an ``auth.test`` call on the first request) is
+replaced by the bot token as is (``_BotToken``), so nothing on the ack path calls Slack.
+
+By ``mode``:
 
 * ``socket`` (default): a ``SocketModeHandler`` (slack-sdk's built-in client, no extra
   dependency) holds an outbound WebSocket; ``watchdog()`` reconnects it when it is down and
   ``readiness()`` reports ``slack_connected`` for ``/readyz``.
 * ``http``: ``handle_http(body, headers)`` serves ``POST /slack/events`` on earshot's ops
-  port. The signature is checked (``SignatureVerifier``: HMAC of the raw body, 5-minute
-  window) and, because Slack's scheme has no replay memory, every accepted signature is
-  remembered for the window and a second use is refused (``ReplayGuard``). Bolt checks the
-  signature again before dispatching.
+  port. The signature is checked (HMAC of the raw body, 5-minute window) and, because
+  Slack's scheme has no replay memory, every accepted signature is remembered for the
+  window and a second use is refused (``ReplayGuard``): 401. Then the body is read strictly
+  (``read_request``): one that is not UTF-8, of another content type, not a JSON object, too
+  deep, or whose known fields have the wrong type or length gets 400 with the reason, and
+  Bolt is given only the known fields. Nothing a request holds can make the endpoint
+  answer 500.
 
 Redelivered payloads are harmless: the workflow records each click once.
 """
