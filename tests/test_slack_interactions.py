@@ -7,8 +7,9 @@ Socket Mode envelope (``SocketModeHandler.handle``). The fixtures' placeholder i
 adapted in memory (``actions[0].action_id``/``value`` set to an earshot button and the stored
 mention id, the container pointed at the stored message); each test says which.
 
-Bolt runs listeners on an executor after the ack; the tests give it one that runs them
-inline, so when ``dispatch`` returns the work is done (no waiting, no timing).
+The work after each ack (the Slack calls) runs on the interactivity's follow-up executor;
+the tests give it one that runs it inline, so when ``dispatch`` returns the work is done (no
+waiting, no timing).
 """
 
 from __future__ import annotations
