@@ -310,6 +310,12 @@ def test_credentials_are_checked_for_shape_without_showing_them(
             assert value.splitlines()[1 if "\n" in value else 0] not in message
 
 
+def test_a_key_pasted_on_one_line_with_escaped_newlines_is_read(tmp_path: Path) -> None:
+    one_line = pem(KEY).strip().replace("\n", "\\n")
+    assert "\n" not in one_line
+    build_one({**ENV, "APPSTORECONNECT_PRIVATE_KEY": one_line}, tmp_path)
+
+
 def test_the_key_can_come_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "AuthKey_2X9R4HXF34.p8"
     path.write_text(pem(KEY))
