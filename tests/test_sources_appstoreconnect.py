@@ -360,3 +360,17 @@ def test_the_pipeline_alerts_the_unanswered_review_only(
         assert mentions["r-3"].id in alerted, "the unanswered complaint is"
     finally:
         app.close()
+
+
+def test_a_refused_poll_logs_neither_the_token_nor_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = fake_with_reviews()
+    wrong = pem(ec_key())
+    with caplog.at_level("DEBUG"):
+        result = source(fake, private_key=wrong).poll(None, [])
+    assert result.errors
+    text = "\n".join(r.getMessage() for r in caplog.records) + "\n".join(map(str, result.errors))
+    tokens = {r.headers["authorization"].removeprefix("Bearer ") for r in fake.requests}
+    assert tokens and not any(token in text for token in tokens)
+    assert not any(line in text for line in wrong.splitlines()[1:-1])

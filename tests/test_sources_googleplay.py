@@ -295,3 +295,17 @@ def test_the_pipeline_alerts_the_unanswered_review_only(
         assert mentions["g-3"].id in alerted, "the unanswered complaint is"
     finally:
         app.close()
+
+
+def test_a_refused_exchange_logs_neither_the_assertion_nor_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = fake_with_reviews()
+    stale = service_account(rsa_key())
+    with caplog.at_level("DEBUG"):
+        result = source(fake, stale).poll(None, [])
+    assert result.errors
+    text = "\n".join(r.getMessage() for r in caplog.records) + "\n".join(map(str, result.errors))
+    form = parse_qs(fake.requests[0].content.decode())
+    assert form["assertion"][0] not in text
+    assert not any(line in text for line in stale["private_key"].splitlines()[1:-1])
