@@ -29,9 +29,11 @@ import base64
 import json
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -565,3 +567,62 @@ def play_review(
 def dumps(value: Any) -> str:
     """JSON text (a service account key for an environment variable)."""
     return json.dumps(value)
+
+
+class Loopback:
+    """Serves a fake's handler over real HTTP on 127.0.0.1, for a test that runs earshot as
+    its own process (where a ``MockTransport`` cannot reach)::
+
+        with Loopback(fake.handle) as server:
+            ...  # point base_url (and a token_uri) at server.base_url
+    """
+
+    def __init__(self, handler: Callable[[httpx.Request], httpx.Response]) -> None:
+        self.handler = handler
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._request_handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> Loopback:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _request_handler(self) -> type[BaseHTTPRequestHandler]:
+        loopback = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                request = httpx.Request(
+                    self.command,
+                    loopback.base_url + self.path,
+                    headers=list(self.headers.items()),
+                    content=body,
+                )
+                response = loopback.handler(request)
+                content = response.read()
+                self.send_response(response.status_code)
+                for name, value in response.headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.send_header("content-length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = _serve
+            do_POST = _serve
+
+        return Handler

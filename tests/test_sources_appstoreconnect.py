@@ -8,6 +8,10 @@ are in ``tests/test_source_contract.py``.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,17 @@ from earshot.listener.sources.base import (
 )
 
 from .contract import FakeTime
-from .fakestores import ASC_ORIGIN, FakeAppStoreConnect, ec_key, pem, rsa_key
+from .fakestores import (
+    ASC_ORIGIN,
+    FakeAppStoreConnect,
+    FakeGooglePlay,
+    Loopback,
+    ec_key,
+    pem,
+    play_review,
+    rsa_key,
+    service_account,
+)
 
 APP = "682658836"
 KEY = ec_key()
@@ -374,3 +388,95 @@ def test_a_refused_poll_logs_neither_the_token_nor_the_key(
     tokens = {r.headers["authorization"].removeprefix("Bearer ") for r in fake.requests}
     assert tokens and not any(token in text for token in tokens)
     assert not any(line in text for line in wrong.splitlines()[1:-1])
+
+
+# -- the real process against loopback fakes of both stores ---------------------------------
+
+
+def test_earshot_run_once_reads_both_stores_and_alerts_only_the_unanswered(
+    tmp_path: Path,
+) -> None:
+    play_key = rsa_key()
+    apple = fake_with_reviews()
+    apple.apps[APP][1]["attributes"]["body"] = "Sync is broken and support never answers."
+    with Loopback(apple.handle) as asc_server:
+        play = FakeGooglePlay(service_account(play_key), play_key)
+        with Loopback(lambda request: play.handle(request)) as play_server:
+            play.token_url = f"{play_server.base_url}/token"
+            now = int(time.time())
+            play.reviews["com.acme.notes"] = [
+                play_review(
+                    "g-2",
+                    now - 600,
+                    "Crashes on start\tThe app crashes every time since the update.",
+                    stars=1,
+                ),
+                play_review(
+                    "g-1",
+                    now - 3600,
+                    "Lost all my notes, awful, I want my money back.",
+                    stars=1,
+                    reply_seconds=now - 1800,
+                ),
+            ]
+            config = tmp_path / "earshot.toml"
+            config.write_text(
+                f"""
+[product]
+name = "Acme Notes"
+queries = ["acme"]
+
+[storage]
+path = "{tmp_path / "earshot.db"}"
+
+[http]
+enabled = false
+
+[slack]
+alerts_channel = "#cx-alerts"
+amplify_channel = "#cx-wins"
+
+[[sources]]
+type = "appstoreconnect"
+app_id = "{APP}"
+base_url = "{asc_server.base_url}"
+backfill = "30d"
+
+[[sources]]
+type = "googleplay"
+package_name = "com.acme.notes"
+base_url = "{play_server.base_url}"
+backfill = "7d"
+"""
+            )
+            account = service_account(play_key, token_uri=play.token_url)
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("SLACK_", "EARSHOT_", "DATABASE_URL", "GOOGLE_"))
+            }
+            env.update(ENV)
+            env["GOOGLEPLAY_SERVICE_ACCOUNT_JSON"] = json.dumps(account)
+            env["EARSHOT_LOG_FORMAT"] = "json"
+            done = subprocess.run(
+                [
+                    str(Path(sys.executable).parent / "earshot"),
+                    "run",
+                    "--once",
+                    "--config",
+                    str(config),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert apple.refused == [] and play.refused == []
+    out = done.stdout
+    assert "Charged twice" in out, "the unanswered App Store complaint is alerted"
+    assert "Crashes on start" in out, "the unanswered Play complaint is alerted"
+    assert "Sync is broken" not in out, "the answered App Store review is not"
+    assert "Lost all my notes" not in out, "the replied Play review is not"
+    assert pem(KEY).splitlines()[1] not in done.stdout + done.stderr
+    assert play_key and "BEGIN PRIVATE KEY" not in done.stdout + done.stderr
