@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_ingest.py          # 50,000 mentions
+    .venv/bin/python benchmarks/bench_ingest.py          # 10,000 mentions, 3 pairs per database
     .venv/bin/python benchmarks/bench_ingest.py --quick  # 2,000 mentions
 
 The mentions are real-shaped: the captured Hacker News hits, Reddit posts and comments and
@@ -12,15 +12,20 @@ ids and growing timestamps (``benchlib.Payloads``). Each round serves one page p
 through an ``httpx.MockTransport`` (HN 100 hits plus 10 repeated from the round before,
 Reddit 10 posts and 70 comments plus 7 repeated, App Store 50 reviews), and earshot polls
 the three sources with ``Pipeline.poll``, exactly as ``earshot run`` does: the real source
-parsers, ``QuerySet`` matching, ``Store.ingest`` (dedupe, insert, outbox, cursor, poll
-lease and health) and the classifier ``config/wiring.py`` builds (the default
-``ExperienceClassifier``). Only the rate limiters are off (this measures work, not
+parsers, ``QuerySet`` matching, ``Store.ingest`` (dedupe, insert, outbox, storms, cursor,
+poll lease and health), relevance and the classifier ``config/wiring.py`` builds (the
+default ``ExperienceClassifier``). Only the rate limiters are off (this measures work, not
 waiting; see bench_poll.py for that) and logging is at WARNING.
 
-Plain VADER: ``SentimentIntensityAnalyzer().polarity_scores`` on the same texts, in the same
-process, right before each earshot run (``--repeats N`` alternates N pairs and takes the
-medians; one pair per database keeps the full run under 5 minutes). Ratio = earshot
-mentions/s over VADER texts/s (target >= 0.8 on SQLite).
+The baseline is raw ``SentimentIntensityAnalyzer().polarity_scores`` on the same texts (no
+wrapper, no extra pass), in the same process, right before each earshot run: ``--repeats``
+interleaved pairs (at least 3), each earshot run on a new database (a SQLite file; on
+PostgreSQL a new schema in the benchmarks' own database ``earshot_bench``, never the test
+suite's). Ratio = earshot mentions/s over VADER texts/s, one per pair; min and median are
+printed, by wall time and by this process's CPU time (the machine is shared). The process
+is pinned to one CPU: the target is issue 16's, >= 0.5 on one core. A miss is reported;
+the exit status is non-zero only when the benchmark did not run or a mention was not
+stored exactly once.
 ``--vader-classifier`` adds a run with ``sentiment.classifier = "vader"``, which separates
 the classifier's share from the pipeline's.
 
@@ -33,23 +38,38 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from benchlib import QUERIES, Payloads, header, median, postgres_schema, table, verdict
+from benchlib import (
+    QUERIES,
+    Payloads,
+    Stopwatch,
+    Timed,
+    header,
+    median,
+    min_median,
+    postgres_schema,
+    table,
+    verdict,
+)
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from earshot.config.settings import Secrets, parse_settings
 from earshot.config.wiring import Earshot, build
 from earshot.listener.sources import RateLimiter
 
-TARGET = 0.8
+#: Issue 16: ingest at least half as fast as raw VADER on one core (0.8 on both cores,
+#: which would take classification in worker processes: not measured here).
+TARGET = 0.5
 HN = "https://hn.bench/api/v1"
 REDDIT = "https://reddit.bench"
 APPLE = "https://apple.bench"
@@ -168,70 +188,114 @@ def make_app(database: str, feed: Feed, classifier: str = "experience") -> Earsh
     return app
 
 
+def earshot_feed_app(database: str, total: int, seed: int = 10) -> tuple[Feed, Earshot]:
+    """A feed of ``total`` new mentions (whole rounds) and the app polling it (bench_scale)."""
+    feed = make_feed(total, seed)
+    return feed, make_app(database, feed)
+
+
 @dataclass
 class Run:
-    seconds: float
+    timed: Timed
     stored: int
     duplicates: int
     queued: int
 
 
 def earshot_run(database: str, feed: Feed, classifier: str = "experience") -> Run:
-    """Poll every round through the pipeline; seconds for the polls only."""
+    """Poll every round through the pipeline; the polls only are timed."""
     app = make_app(database, feed, classifier)
     stored = duplicates = queued = 0
     try:
         feed.current = 0
         # warm up: the language model loads on first use
         app.pipeline.classifier.classify("warm up the classifier")
-        started = time.perf_counter()
-        for index in range(len(feed.rounds)):
-            feed.current = index
-            for source in app.sources:
-                report = app.pipeline.poll(source, force=True)
-                if report.errors:
-                    raise RuntimeError(f"{source.key}: {report.errors}")
-                stored += report.stored
-                duplicates += report.duplicates
-                queued += report.queued
-        seconds = time.perf_counter() - started
+        with Stopwatch() as watch:
+            for index in range(len(feed.rounds)):
+                feed.current = index
+                for source in app.sources:
+                    report = app.pipeline.poll(source, force=True)
+                    if report.errors:
+                        raise RuntimeError(f"{source.key}: {report.errors}")
+                    stored += report.stored
+                    duplicates += report.duplicates
+                    queued += report.queued
     finally:
         app.close()
-    return Run(seconds, stored, duplicates, queued)
+    return Run(watch.timed, stored, duplicates, queued)
 
 
-def vader_run(texts: Sequence[str]) -> float:
+def vader_run(texts: Sequence[str]) -> Timed:
+    """Raw ``SentimentIntensityAnalyzer.polarity_scores`` over the texts, nothing else."""
     analyzer = SentimentIntensityAnalyzer()
     analyzer.polarity_scores("warm up")
-    started = time.perf_counter()
-    for text in texts:
-        analyzer.polarity_scores(text)
-    return time.perf_counter() - started
+    polarity_scores = analyzer.polarity_scores
+    with Stopwatch() as watch:
+        for text in texts:
+            polarity_scores(text)
+    return watch.timed
 
 
 def sqlite_url(tmp: str, name: str) -> str:
     return f"sqlite:///{Path(tmp) / name}"
 
 
+@dataclass
+class Pairs:
+    """Interleaved VADER and earshot runs: one ratio per pair."""
+
+    database: str
+    classifier: str
+    total: int
+    vader: list[Timed] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+
+    def ratios(self, clock: str) -> list[float]:
+        """earshot mentions/s over VADER texts/s, per pair, by wall or CPU time."""
+        return [
+            (run.stored / getattr(run.timed, clock)) / (self.total / getattr(vader, clock))
+            for vader, run in zip(self.vader, self.runs, strict=True)
+        ]
+
+    def ms_per_mention(self, clock: str) -> list[float]:
+        return [1e3 * getattr(run.timed, clock) / run.stored for run in self.runs]
+
+    def ms_per_text(self, clock: str) -> list[float]:
+        return [1e3 * getattr(vader, clock) / self.total for vader in self.vader]
+
+
 def side_by_side(
-    feed: Feed, repeats: int, database: Callable[[int], str], classifier: str = "experience"
-) -> tuple[float, float, Run]:
-    """Median seconds of VADER and of earshot, alternating, and the last earshot run."""
-    vader_times, earshot_times = [], []
-    last: Run | None = None
+    feed: Feed,
+    repeats: int,
+    database: Callable[[int], AbstractContextManager[str | None]],
+    name: str,
+    classifier: str = "experience",
+) -> Pairs | None:
+    """``repeats`` pairs, each VADER then earshot, each earshot run on a new database."""
+    pairs = Pairs(name, classifier, len(feed.texts))
     for n in range(repeats):
-        vader_times.append(vader_run(feed.texts))
-        last = earshot_run(database(n), feed, classifier)
-        earshot_times.append(last.seconds)
-    assert last is not None
-    return median(vader_times), median(earshot_times), last
+        with database(n) as url:
+            if url is None:
+                return None
+            pairs.vader.append(vader_run(feed.texts))
+            pairs.runs.append(earshot_run(url, feed, classifier))
+    return pairs
+
+
+def pin_to_one_core() -> str:
+    """Pin this process to one CPU where the OS allows it (the "one core" of the target)."""
+    if hasattr(os, "sched_setaffinity"):
+        cpu = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+        return f"pinned to CPU {cpu}"
+    return "not pinned (no sched_setaffinity)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 mentions")
-    parser.add_argument("--mentions", type=int, help="distinct mentions (default 50,000)")
-    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--mentions", type=int, help="distinct mentions (default 10,000)")
+    parser.add_argument("--repeats", type=int, help="interleaved pairs per database (>= 3)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument(
         "--vader-classifier",
@@ -242,17 +306,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("earshot").setLevel(logging.WARNING)
-    total = args.mentions or (2_000 if args.quick else 50_000)
-    repeats = args.repeats or 1
+    total = args.mentions or (2_000 if args.quick else 10_000)
+    repeats = max(3, args.repeats or 3)
     began = time.perf_counter()
-    header("Ingest throughput: poll -> parse -> match -> dedupe -> store -> classify", args.quick)
+    header("Ingest throughput: poll -> parse -> match -> dedupe -> classify -> store", args.quick)
+    where = pin_to_one_core()
     feed = make_feed(total)
     total = len(feed.texts)
     print(
-        f"# {total:,} distinct mentions in {len(feed.rounds)} rounds of 3 polls; "
-        f"median of {repeats} side-by-side run(s)"
+        f"# {total:,} distinct mentions in {len(feed.rounds)} rounds of 3 polls; {repeats} "
+        f"interleaved pairs (raw VADER, then earshot on a new database) per row; {where}; "
+        f"min / median over the pairs; wall time, and this process's CPU time"
     )
-    rows: list[list[object]] = []
+    results: list[Pairs] = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.profile:
             from pyinstrument import Profiler
@@ -267,52 +333,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 out.write_text(profiler.output_html())
             print(f"# profile written to {out}")
-        runs: list[tuple[str, str, float, float, Run]] = []
-        vader_s, ours_s, run = side_by_side(
-            feed, repeats, lambda n: sqlite_url(tmp, f"e{n}.db"), "experience"
-        )
-        runs.append(("SQLite", "experience (wired default)", vader_s, ours_s, run))
+
+        @contextmanager
+        def sqlite(n: int, prefix: str = "e") -> Iterator[str | None]:
+            yield sqlite_url(tmp, f"{prefix}{n}.db")
+
+        found = side_by_side(feed, repeats, sqlite, "SQLite")
+        assert found is not None
+        results.append(found)
         if args.vader_classifier:
-            vader_s, ours_s, run = side_by_side(
-                feed, repeats, lambda n: sqlite_url(tmp, f"v{n}.db"), "vader"
+            found = side_by_side(
+                feed, repeats, lambda n: sqlite(n, "v"), "SQLite", classifier="vader"
             )
-            runs.append(("SQLite", "vader", vader_s, ours_s, run))
+            assert found is not None
+            results.append(found)
     if not args.no_postgres:
-        pg_repeats = repeats
-        vader_times, pg_times = [], []
-        for _ in range(pg_repeats):
-            with postgres_schema() as url:
-                if url is None:
-                    break
-                vader_times.append(vader_run(feed.texts))
-                run = earshot_run(url, feed)
-                pg_times.append(run.seconds)
-        if pg_times:
-            runs.append(
-                (
-                    "PostgreSQL",
-                    "experience (wired default)",
-                    median(vader_times),
-                    median(pg_times),
-                    run,
-                )
-            )
+        found = side_by_side(feed, repeats, lambda _n: postgres_schema(), "PostgreSQL")
+        if found is not None:
+            results.append(found)
     ok = True
-    for db, classifier, vader_s, ours_s, run in runs:
-        ratio = (run.stored / ours_s) / (total / vader_s)
-        ok = ok and run.stored == total
-        note = verdict(ratio >= TARGET) if classifier.startswith("experience") else "(diagnostic)"
+    rows: list[list[object]] = []
+    for pairs in results:
+        ok = ok and all(run.stored == total for run in pairs.runs)
         rows.append(
             [
-                db,
-                classifier,
-                run.stored,
-                run.duplicates,
-                total / vader_s,
-                run.stored / ours_s,
-                1e3 * ours_s / run.stored,
-                ratio,
-                f"target >= {TARGET}: {note}" if db == "SQLite" else note + " (no target)",
+                pairs.database,
+                pairs.classifier,
+                min(run.stored for run in pairs.runs),
+                max(run.duplicates for run in pairs.runs),
+                min_median(pairs.ms_per_text("wall")),
+                min_median(pairs.ms_per_mention("wall")),
+                min_median(pairs.ms_per_mention("cpu")),
+                min_median(pairs.ratios("wall")),
+                min_median(pairs.ratios("cpu")),
             ]
         )
     print(
@@ -322,15 +375,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "classifier",
                 "stored",
                 "dupes dropped",
-                "VADER texts/s",
-                "earshot mentions/s",
-                "ms/mention",
-                "ratio",
-                "",
+                "VADER ms/text",
+                "earshot ms/mention wall",
+                "CPU",
+                "ratio wall",
+                "ratio CPU",
             ],
             rows,
         )
     )
+    for pairs in results:
+        if not pairs.classifier.startswith("experience"):
+            continue
+        ratio = median(pairs.ratios("wall"))
+        print(
+            f"ingest vs raw VADER, {pairs.database}, one core: median {ratio:.3f}x, "
+            f"target >= {TARGET}: {verdict(ratio >= TARGET)}"
+        )
     print(f"# {time.perf_counter() - began:.0f} s in all")
     if not ok:
         print("# ERROR: not every mention was stored once")

@@ -15,6 +15,7 @@ import platform
 import random
 import statistics
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,9 +33,12 @@ SENTIMENT = ROOT / "tests" / "fixtures" / "sentiment"
 DATA = Path(__file__).resolve().parent / "data"
 TEXT_FILES = ("tweets_GroundTruth.txt", "amazonReviewSnippets_GroundTruth.txt")
 
-POSTGRES_URL = os.environ.get(
-    "EARSHOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+#: The PostgreSQL server's maintenance database, used only to create the benchmarks' own.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "EARSHOT_BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+#: The benchmarks' own database (created when missing): never the test suite's ``test``.
+POSTGRES_BENCH_DB = os.environ.get("EARSHOT_BENCH_POSTGRES_DB", "earshot_bench")
 
 #: The product the generated mentions talk about, and the queries that find it.
 PRODUCT = "Acme"
@@ -97,6 +101,30 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+@dataclass(frozen=True)
+class Timed:
+    """Wall time (``perf_counter``) and this process's CPU time (``process_time``), in s."""
+
+    wall: float
+    cpu: float
+
+
+class Stopwatch:
+    """``with Stopwatch() as watch: ...`` then ``watch.timed``: wall and process CPU time."""
+
+    def __enter__(self) -> Stopwatch:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timed = Timed(time.perf_counter() - self._wall, time.process_time() - self._cpu)
+
+
+def min_median(values: Sequence[float]) -> str:
+    """``min / median`` of the values, for a table cell."""
+    return f"{_fmt(float(min(values)))} / {_fmt(float(median(values)))}"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table, columns right-aligned except the first."""
     cells = [[str(h) for h in headers], *[[_fmt(v) for v in row] for row in rows]]
@@ -131,27 +159,49 @@ def verdict(ok: bool) -> str:
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 
-@contextmanager
-def postgres_schema() -> Iterator[str | None]:
-    """A private, empty schema in the PostgreSQL server (dropped after); None without one."""
+def postgres_bench_url() -> str | None:
+    """The URL of the benchmarks' own database (``earshot_bench``, created when missing);
+    None, with a line saying why, when no PostgreSQL server answers."""
     from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
 
     from earshot.listener.store import normalize_database_url
 
+    admin_url = normalize_database_url(POSTGRES_ADMIN_URL)
     try:
-        admin = create_engine(normalize_database_url(POSTGRES_URL))
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            found = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                {"name": POSTGRES_BENCH_DB},
+            ).first()
+            if found is None:
+                conn.execute(text(f'CREATE DATABASE "{POSTGRES_BENCH_DB}"'))
+        admin.dispose()
     except Exception as exc:
-        print(f"# PostgreSQL not reachable ({type(exc).__name__}): skipped")
+        print(f"# PostgreSQL not reachable ({type(exc).__name__}: {str(exc)[:120]}): skipped")
+        return None
+    url: str = make_url(admin_url).set(database=POSTGRES_BENCH_DB).render_as_string(False)
+    return url
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str | None]:
+    """A private, empty schema in the benchmarks' own PostgreSQL database (dropped after);
+    None without a server."""
+    from sqlalchemy import create_engine, text
+
+    base = postgres_bench_url()
+    if base is None:
         yield None
         return
+    admin = create_engine(base)
     schema = f"earshot_bench_{uuid.uuid4().hex[:10]}"
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
+    sep = "&" if "?" in base else "?"
     try:
-        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
