@@ -23,7 +23,9 @@ interleaved pairs (at least 3), each earshot run on a new database (a SQLite fil
 PostgreSQL a new schema in the benchmarks' own database ``earshot_bench``, never the test
 suite's). Ratio = earshot mentions/s over VADER texts/s, one per pair; min and median are
 printed, by wall time and by this process's CPU time (the machine is shared). The process
-is pinned to one CPU: the target is issue 16's, >= 0.5 on one core. A miss is reported;
+is pinned to one CPU: the target is issue 16's, >= 0.5 on one core, judged by CPU time on
+SQLite (all the work is in this process) and by wall time on PostgreSQL (part of it is in
+the server). A miss is reported;
 the exit status is non-zero only when the benchmark did not run or a mention was not
 stored exactly once.
 ``--vader-classifier`` adds a run with ``sentiment.classifier = "vader"``, which separates
@@ -362,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 min(run.stored for run in pairs.runs),
                 max(run.duplicates for run in pairs.runs),
                 min_median(pairs.ms_per_text("wall")),
+                min_median(pairs.ms_per_text("cpu")),
                 min_median(pairs.ms_per_mention("wall")),
                 min_median(pairs.ms_per_mention("cpu")),
                 min_median(pairs.ratios("wall")),
@@ -375,7 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "classifier",
                 "stored",
                 "dupes dropped",
-                "VADER ms/text",
+                "VADER ms/text wall",
+                "CPU",
                 "earshot ms/mention wall",
                 "CPU",
                 "ratio wall",
@@ -387,10 +391,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for pairs in results:
         if not pairs.classifier.startswith("experience"):
             continue
-        ratio = median(pairs.ratios("wall"))
+        # CPU time on a shared machine, where the work is all in this process (SQLite);
+        # PostgreSQL's share is in the server, so only the wall time holds it.
+        clock = "cpu" if pairs.database == "SQLite" else "wall"
+        ratio = median(pairs.ratios(clock))
         print(
-            f"ingest vs raw VADER, {pairs.database}, one core: median {ratio:.3f}x, "
-            f"target >= {TARGET}: {verdict(ratio >= TARGET)}"
+            f"ingest vs raw VADER, {pairs.database}, one core: median {ratio:.3f}x by "
+            f"{'CPU' if clock == 'cpu' else 'wall'} time, target >= {TARGET}: "
+            f"{verdict(ratio >= TARGET)}"
         )
     print(f"# {time.perf_counter() - began:.0f} s in all")
     if not ok:

@@ -10,7 +10,8 @@ is raw ``SentimentIntensityAnalyzer.polarity_scores`` (no wrapper). Each classif
 and warmed up first (the language model and the embeddings load on first use, once per
 process), then timed over the whole list; min and median of the repeats are reported, wall
 time (``perf_counter``) beside process CPU time (the machine may be shared). The target is
-issue 14's: the default classifier at most 1 ms per text at the median; a miss is reported,
+issue 14's: the default classifier at most 1 ms per text at the median, judged by CPU time
+(on a shared machine the wall time measures the neighbours too); a miss is reported,
 and the exit status says only whether the benchmark ran. The resident set size with the
 classifier loaded is printed too. The process is pinned to one CPU where the OS allows it,
 and numpy's thread pools are limited to one thread. The experience classifier runs as
@@ -53,25 +54,40 @@ def pin_to_one_core() -> str:
     return "not pinned (no sched_setaffinity)"
 
 
-def timings(classify: Callable[[str], object], texts: Sequence[str], repeats: int) -> Timing:
-    """Wall and process-CPU milliseconds per text over ``repeats`` passes of all ``texts``."""
-    for text in texts[:50]:
-        classify(text)
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        for text in texts:
-            classify(text)
-        wall.append(1000 * (time.perf_counter() - w0) / len(texts))
-        cpu.append(1000 * (time.process_time() - c0) / len(texts))
-    return Timing(min(wall), statistics.median(wall), min(cpu), statistics.median(cpu))
-
-
 class Timing(NamedTuple):
     wall_min: float
     wall_median: float
     cpu_min: float
     cpu_median: float
+
+
+def interleaved(
+    classifiers: Sequence[tuple[str, Callable[[str], object]]],
+    texts: Sequence[str],
+    repeats: int,
+) -> list[tuple[str, Timing, list[float]]]:
+    """Each classifier over all ``texts``, in turn, ``repeats`` times (interleaved, so a
+    busy moment of the machine falls on all of them alike). Per classifier: its timing and
+    its CPU-time ratio to the first one, one per repeat."""
+    for _name, classify in classifiers:
+        for text in texts[:50]:
+            classify(text)
+    wall: list[list[float]] = [[] for _ in classifiers]
+    cpu: list[list[float]] = [[] for _ in classifiers]
+    for _ in range(repeats):
+        for index, (_name, classify) in enumerate(classifiers):
+            w0, c0 = time.perf_counter(), time.process_time()
+            for text in texts:
+                classify(text)
+            wall[index].append(1000 * (time.perf_counter() - w0) / len(texts))
+            cpu[index].append(1000 * (time.process_time() - c0) / len(texts))
+    out = []
+    for index, (name, _classify) in enumerate(classifiers):
+        w, c = wall[index], cpu[index]
+        timing = Timing(min(w), statistics.median(w), min(c), statistics.median(c))
+        ratios = [ours / base for ours, base in zip(c, cpu[0], strict=True)]
+        out.append((name, timing, ratios))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,26 +106,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     experience.classify("Bonjour, ça marche très bien")  # no English marker: loads py3langid
     rss_loaded = rss_mb()
     flags = ExperienceClassifier(meaning=None)
-    rows = [
-        ("raw VADER polarity_scores", timings(analyzer.polarity_scores, texts, repeats)),
-        ("VaderClassifier", timings(VaderClassifier().classify, texts, repeats)),
-        ("flag model (meaning=None)", timings(flags.classify, texts, repeats)),
-        ("ExperienceClassifier (default)", timings(experience.classify, texts, repeats)),
-    ]
-    base = rows[0][1].cpu_median
-    print(f"{len(texts)} texts, {repeats} repeats, {where}, Python {sys.version.split()[0]}")
+    rows = interleaved(
+        [
+            ("raw VADER polarity_scores", analyzer.polarity_scores),
+            ("VaderClassifier", VaderClassifier().classify),
+            ("flag model (meaning=None)", flags.classify),
+            ("ExperienceClassifier (default)", experience.classify),
+        ],
+        texts,
+        repeats,
+    )
+    print(
+        f"{len(texts)} texts, {repeats} interleaved repeats, {where}, "
+        f"Python {sys.version.split()[0]}"
+    )
     heads = ("wall min", "wall med", "CPU min", "CPU med")
-    print(f"{'ms/text':32s} " + " ".join(f"{h:>9s}" for h in heads) + " x raw VADER (CPU)")
-    for name, t in rows:
+    print(
+        f"{'ms/text':32s} "
+        + " ".join(f"{h:>9s}" for h in heads)
+        + "  x raw VADER (CPU, per repeat): min / median"
+    )
+    for name, t, ratios in rows:
         print(
             f"{name:32s} {t.wall_min:9.3f} {t.wall_median:9.3f} {t.cpu_min:9.3f} "
-            f"{t.cpu_median:9.3f} {t.cpu_median / base:11.2f}"
+            f"{t.cpu_median:9.3f}  {min(ratios):.2f} / {statistics.median(ratios):.2f}"
         )
     ours = rows[-1][1]
-    ok = ours.wall_median <= TARGET_MS
+    ok = ours.cpu_median <= TARGET_MS  # CPU time: the machine may be shared
     print(
-        f"ExperienceClassifier median {ours.wall_median:.3f} ms/text wall, "
-        f"{ours.cpu_median:.3f} ms CPU: target <= {TARGET_MS} ms: {verdict(ok)}"
+        f"ExperienceClassifier median {ours.cpu_median:.3f} ms/text CPU "
+        f"({ours.wall_median:.3f} wall): target <= {TARGET_MS} ms: {verdict(ok)}"
     )
     print(
         f"RSS {rss_start:.0f} MB at start, {rss_loaded:.0f} MB with the classifier loaded "
