@@ -20,8 +20,10 @@ interval above the 50 ms latency: the limits, not the latency, still bound the c
 A cycle polls the three sources at once, one thread each, as ``earshot run``'s scheduler
 does, and ends when all three are done. The ideal cycle time is what the limits allow for
 the requests each source made: ``max((n - burst) * interval, n * 50 ms) + 50 ms`` for the
-slowest source (the bucket starts full: cycles are spaced to let it refill). Target: cycle /
-ideal <= 1.2. Memory: resident set size after each cycle (target: flat).
+slowest source (the bucket starts full: cycles are spaced to let it refill). Target (issue
+16): cycle / ideal <= 1.1 at the median of the cycles (at least 3; min, median and worst
+are printed: on a shared machine the worst cycle measures the neighbours too). Memory:
+resident set size after each cycle (target: flat).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import argparse
 import json
 import logging
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,7 +52,7 @@ from earshot.listener.pipeline import PollReport
 from earshot.listener.sources import AppStoreSource, HackerNewsSource, RedditSource
 from tests.fakeapi import FakeAPI, json_answer
 
-TARGET = 1.2
+TARGET = 1.1
 LATENCY = 0.05
 BURST = 5
 
@@ -164,7 +167,7 @@ def ideal_seconds(requests: int, interval: float) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="50 queries, 2 cycles")
+    parser.add_argument("--quick", action="store_true", help="50 queries")
     parser.add_argument("--queries", type=int)
     parser.add_argument("--cycles", type=int)
     parser.add_argument("--scale", type=float, default=5.0, help="multiply every budget")
@@ -176,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve:
         serve(nqueries)
         return 0
-    cycles = args.cycles or (2 if args.quick else 3)
+    cycles = max(3, args.cycles or 3)
     subs, countries = (3, 3) if args.quick else (20, 30)
     queries = [f"widget{i}" for i in range(nqueries)]
     header("Poll fan-out: queries x sources, 50 ms fake API, rate limits", args.quick)
@@ -251,8 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     worst = max(ratios)
+    middle = statistics.median(ratios)
     growth = rss[-1] - rss[1]
-    print(f"worst cycle/ideal {worst:.3f}: target <= {TARGET}: {verdict(worst <= TARGET)}")
+    print(
+        f"cycle/ideal min {min(ratios):.3f}, median {middle:.3f}, worst {worst:.3f}: "
+        f"target <= {TARGET} at the median: {verdict(middle <= TARGET)}"
+    )
     flat = growth <= max(10.0, 0.05 * rss[1])
     print(
         f"RSS before {rss[0]:.0f} MB, after cycle 1 {rss[1]:.0f} MB, after cycle {cycles} "
