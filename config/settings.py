@@ -502,6 +502,69 @@ class RelevanceSettings(_Section):
     min_examples: int = Field(5, ge=2)
 
 
+class ReplyTemplateSettings(_Section):
+    """One ``[[replies.templates]]``: a draft and when it applies (unset: always).
+
+    ``text`` may use ``{author}`` (the customer), ``{product}`` and ``{lead}`` (who replies).
+    The first template whose conditions all hold is the draft.
+    """
+
+    text: str = Field(min_length=1, max_length=3000)
+    source: str | None = None
+    sentiment: Literal["negative", "neutral", "positive", "mixed"] | None = None
+    intent: str | None = None
+    min_rating: int | None = Field(None, ge=1, le=5)
+    max_rating: int | None = Field(None, ge=1, le=5)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str | None) -> str | None:
+        if value is not None and value not in SOURCE_TYPES:
+            close = difflib.get_close_matches(value, sorted(SOURCE_TYPES), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{value!r} is not a source type{hint}")
+        return value
+
+    @field_validator("intent")
+    @classmethod
+    def _intent(cls, value: str | None) -> str | None:
+        known = [i.value for i in Intent]
+        if value is not None and value not in known:
+            raise ValueError(f"{value!r} is not an intent (intents: {', '.join(known)})")
+        return value
+
+
+class ReplySettings(_Section):
+    """``[replies]``: answering the customer from the alert (docs/replies.md).
+
+    Credentials come from the environment, as for the sources: ``MASTODON_ACCESS_TOKEN``,
+    ``BLUESKY_HANDLE``/``BLUESKY_APP_PASSWORD``, ``GITHUB_TOKEN``, ``DISCOURSE_API_KEY``/
+    ``DISCOURSE_API_USERNAME``, and the App Store Connect and Google Play keys. Each platform
+    is written through the first ``[[sources]]`` entry of its type (its ``base_url``).
+    """
+
+    enabled: bool = True
+    #: A reply waits in the alert's thread until an approver sends it.
+    require_approval: bool = False
+    #: Who may send, edit or reject (unset: the [slack] approvers).
+    approvers: list[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]+$")]] = Field(default_factory=list)
+    approver_group: str | None = Field(None, pattern=r"^S[A-Z0-9]+$")
+    #: The platforms earshot may post to (unset: every one it has credentials for).
+    platforms: list[str] | None = None
+    templates: list[ReplyTemplateSettings] = Field(default_factory=list)
+    #: How often queued replies are sent.
+    every: Duration = 5.0
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, value: list[str] | None) -> list[str] | None:
+        writable = ("appstoreconnect", "bluesky", "discourse", "github", "googleplay", "mastodon")
+        for name in value or []:
+            if name not in writable:
+                raise ValueError(f"earshot cannot post to {name!r} (it can: {', '.join(writable)})")
+        return value
+
+
 class Settings(_Section):
     """The whole config file."""
 
@@ -516,6 +579,7 @@ class Settings(_Section):
     spikes: SpikeSettings = SpikeSettings()
     relevance: RelevanceSettings = RelevanceSettings()
     training: TrainingSettings = TrainingSettings()
+    replies: ReplySettings = ReplySettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

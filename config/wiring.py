@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -37,12 +37,16 @@ from earshot.responders.console import ConsoleChannel
 from earshot.responders.delivery import DeliveryWorker
 from earshot.responders.digest import SlackFileChannel
 from earshot.responders.interactions import InteractionConfig
+from earshot.responders.replies.base import Writer
+from earshot.responders.replies.slack import alert_updater
+from earshot.responders.replies.worker import ReplySender
 from earshot.responders.slack import SlackChannel
 
 from .migrations import ensure_schema
 from .settings import Secrets, Settings, database_url, source_name
 
 if TYPE_CHECKING:
+    from earshot.responders.replies.slack import ReplyConfig
     from earshot.responders.slack_app import SlackInteractivity
 
 logger = logging.getLogger("earshot.config")
@@ -362,8 +366,96 @@ def check_spikes_job(app: Earshot, now: datetime | None = None) -> int:
     return len(found)
 
 
+def build_writers(
+    settings: Settings, sources: Sequence[Source], env: Mapping[str, str] | None = None
+) -> dict[str, Writer]:
+    """The reply writers: one per platform earshot may post to and has credentials for.
+
+    Each is built from the first ``[[sources]]`` entry of its type (its ``base_url``, its
+    HTTP client and, for App Store Connect and Google Play, its signed-token auth); the
+    others' credentials come from ``env``. A platform without them is left out (logged):
+    its alerts get the copy-and-"I replied" modal.
+    """
+    from earshot.listener.sources.appstoreconnect import AppStoreConnectSource
+    from earshot.listener.sources.googleplay import GooglePlaySource
+    from earshot.responders.replies.appstoreconnect import AppStoreConnectWriter
+    from earshot.responders.replies.bluesky import BlueskyWriter
+    from earshot.responders.replies.discourse import DiscourseWriter
+    from earshot.responders.replies.github import GitHubWriter
+    from earshot.responders.replies.googleplay import GooglePlayWriter
+    from earshot.responders.replies.mastodon import MastodonWriter
+
+    env = os.environ if env is None else env
+    wanted = settings.replies.platforms
+    writers: dict[str, Writer] = {}
+    for source in sources:
+        kind = source.type
+        if kind in writers or (wanted is not None and kind not in wanted):
+            continue
+        writer: Writer | None = None
+        missing = ""
+        if isinstance(source, AppStoreConnectSource):
+            writer = AppStoreConnectWriter(source)
+        elif isinstance(source, GooglePlaySource):
+            writer = GooglePlayWriter(source)
+        elif kind == "mastodon":
+            token = env.get("MASTODON_ACCESS_TOKEN")
+            writer = MastodonWriter(source.http, source.base_url, token) if token else None
+            missing = "MASTODON_ACCESS_TOKEN"
+        elif kind == "bluesky":
+            handle, password = env.get("BLUESKY_HANDLE"), env.get("BLUESKY_APP_PASSWORD")
+            if handle and password:
+                writer = BlueskyWriter(source.http, source.base_url, handle, password)
+            missing = "BLUESKY_HANDLE and BLUESKY_APP_PASSWORD"
+        elif kind == "github":
+            token = env.get("GITHUB_TOKEN")
+            writer = GitHubWriter(source.http, source.base_url, token) if token else None
+            missing = "GITHUB_TOKEN"
+        elif kind == "discourse":
+            key, user = env.get("DISCOURSE_API_KEY"), env.get("DISCOURSE_API_USERNAME")
+            if key and user:
+                writer = DiscourseWriter(source.http, source.base_url, key, user)
+            missing = "DISCOURSE_API_KEY and DISCOURSE_API_USERNAME"
+        else:
+            continue
+        if writer is None:
+            logger.info(
+                "replies: %s needs %s to post; the modal offers copy instead", kind, missing
+            )
+            continue
+        writers[kind] = writer
+    return writers
+
+
+def reply_config(
+    settings: Settings, writers: dict[str, Writer], client: WebClient | None
+) -> ReplyConfig | None:
+    """``[replies]`` for the Slack handlers (``None`` when replying is off)."""
+    from earshot.responders.replies.slack import ReplyConfig
+    from earshot.responders.replies.templates import Template
+    from earshot.responders.slack_app import ApproverCheck
+
+    replies = settings.replies
+    if not replies.enabled:
+        return None
+    users, group = replies.approvers, replies.approver_group
+    if not users and not group:  # like the amplification approvers
+        users, group = settings.slack.approvers, settings.slack.approver_group
+    templates = [Template(**t.model_dump()) for t in replies.templates]
+    return ReplyConfig(
+        writers=writers,
+        templates=templates,
+        require_approval=replies.require_approval,
+        is_approver=ApproverCheck(users, group, client),
+    )
+
+
 def build_interactivity(
-    settings: Settings, secrets: Secrets, store: Store, router: Router | None = None
+    settings: Settings,
+    secrets: Secrets,
+    store: Store,
+    router: Router | None = None,
+    writers: dict[str, Writer] | None = None,
 ) -> SlackInteractivity | None:
     """The Slack buttons, modals and ``/earshot``, when ``interactive`` and the tokens are set.
 
@@ -393,6 +485,7 @@ def build_interactivity(
         sla_seconds=slack.sla,
         router=router,
     )
+    config.replies = reply_config(settings, writers or {}, client)
     return SlackInteractivity(
         store,
         config,
@@ -510,11 +603,20 @@ def build(
         stop_event=stop,
     )
     jobs: list[tuple[str, float, Any]] = [("queries", 60.0, lambda: refresh_queries(app))]
-    slack_app = build_interactivity(settings, secrets, store, router)
+    writers = build_writers(settings, sources) if settings.replies.enabled else {}
+    slack_app = build_interactivity(settings, secrets, store, router, writers)
     if slack_app is not None:
         app.extras["slack"] = slack_app
         app.extras["readiness"] = slack_app.readiness
         jobs.extend(slack_app.jobs())
+        if writers and slack_app.config.replies is not None:
+            sender = ReplySender(
+                store,
+                writers,
+                on_sent=alert_updater(slack_app.client, store, slack_app.config),
+            )
+            app.extras["replies"] = sender
+            jobs.append(("replies", settings.replies.every, sender.run_once))
     app.extras["digests"] = schedules
     if app.extras["digests"]:
         jobs.append(("digests", settings.digests.every, lambda: send_digests(app)))

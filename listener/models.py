@@ -260,3 +260,73 @@ class QueryMute(SQLModel, table=True):
     query: str = Field(primary_key=True, max_length=500)
     until: datetime = Field(sa_column=Column(_tz(), nullable=False))
     user_id: str = Field(default="", max_length=64)
+
+
+class ReplyStatus(StrEnum):
+    """Where a reply to the customer stands (see ``workflow`` and ``responders/replies``).
+
+    * ``pending_approval`` - drafted; an approver must send, edit or reject it.
+    * ``queued`` - to be posted by the reply worker (approved, or no approval needed).
+    * ``sent`` - on the platform: ``remote_id`` and ``remote_url`` say where.
+    * ``uncertain`` - an attempt may have reached a platform that cannot be asked whether
+      it did: not posted again; a human checks and decides.
+    * ``rejected`` - an approver turned it down. ``failed`` - the platform refused it.
+    * ``manual`` - replied outside earshot ("I replied", where earshot cannot write).
+    """
+
+    PENDING_APPROVAL = "pending_approval"
+    QUEUED = "queued"
+    SENT = "sent"
+    UNCERTAIN = "uncertain"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    MANUAL = "manual"
+
+
+#: A reply in one of these is live: a mention has at most one at a time. (After an
+#: ``uncertain`` or ``failed`` one, a person who checked the platform may reply again.)
+LIVE_REPLY_STATUSES = (
+    ReplyStatus.PENDING_APPROVAL.value,
+    ReplyStatus.QUEUED.value,
+    ReplyStatus.SENT.value,
+    ReplyStatus.MANUAL.value,
+)
+
+
+class Reply(SQLModel, table=True):
+    """One answer to the customer, written in Slack and posted on the mention's platform.
+
+    ``key`` is unique (one per submitted modal), so a redelivered submission stores one
+    reply. ``attempts`` counts the posts begun: a reply claimed again with ``attempts > 0``
+    may already be on the platform, and the worker looks it up before posting again.
+    """
+
+    __tablename__ = "replies"
+    __table_args__ = (Index("ix_replies_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)
+    mention_id: int = Field(foreign_key="mentions.id", index=True)
+    platform: str = Field(max_length=32)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default=ReplyStatus.QUEUED.value, max_length=20)
+    #: The lead who wrote it, and the approver who sent (or rejected) it.
+    author_id: str = Field(default="", max_length=64)
+    author_name: str = Field(default="", max_length=255)
+    approver_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(_tz(), nullable=False))
+    next_attempt_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(_tz(), nullable=False)
+    )
+    lease_until: datetime | None = Field(default=None, sa_column=Column(_tz(), nullable=True))
+    attempts: int = 0
+    #: When the first post was begun (a lookup lists the platform's replies since then).
+    attempted_at: datetime | None = Field(default=None, sa_column=Column(_tz(), nullable=True))
+    remote_id: str | None = Field(default=None, max_length=255)
+    remote_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: When the platform says the reply was made (the response time is measured to it).
+    sent_at: datetime | None = Field(default=None, sa_column=Column(_tz(), nullable=True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: The alert the reply was written from (its thread gets the notes; it is re-rendered).
+    alert_channel: str | None = Field(default=None, max_length=64)
+    alert_ts: str | None = Field(default=None, max_length=64)

@@ -27,6 +27,7 @@ from sqlmodel import Session, SQLModel, col, func, select
 
 from .corrections import record_correction
 from .models import (
+    LIVE_REPLY_STATUSES,
     UNHANDLED_STATUSES,
     Delivery,
     DeliveryStatus,
@@ -36,6 +37,8 @@ from .models import (
     MentionStatus,
     QueryExclusion,
     QueryMute,
+    Reply,
+    ReplyStatus,
     as_utc,
     utcnow,
 )
@@ -662,3 +665,409 @@ def valid_label(value: str) -> Label | None:
     except ValueError:
         return None
     return None if label is Label.UNSCORED else label
+
+
+# -- replies to the customer ---------------------------------------------------------------
+#
+# A reply moves pending_approval -> queued -> sent (or rejected, failed, uncertain), each
+# step a conditional UPDATE in one transaction with its audit row and its note in the
+# alert's thread (an outbox row), like every other state change here. ``claim_replies``
+# counts an attempt *before* the post: a reply claimed again with attempts > 0 may be on
+# the platform already, and the sender looks it up before posting again.
+
+R = ReplyStatus
+
+
+@dataclass
+class ReplyChange:
+    """What a reply call did.
+
+    * **reply** - the reply as it is now (``None``: no such reply).
+    * **changed** - this call changed it; **duplicate** - the same submission or click was
+      recorded already (nothing changed).
+    * **problem** - why nothing changed, for the person who asked (``None``: it changed).
+    """
+
+    reply: Reply | None
+    changed: bool = False
+    duplicate: bool = False
+    problem: str | None = None
+
+
+def _detached_reply(session: Session, reply_id: int) -> Reply | None:
+    reply = session.get(Reply, reply_id, populate_existing=True)
+    if reply is not None:
+        session.expunge(reply)
+    return reply
+
+
+def get_reply(store: Store, reply_id: int) -> Reply | None:
+    """One reply by id, detached."""
+    with Session(store.engine) as session:
+        return _detached_reply(session, reply_id)
+
+
+def replies_of(store: Store, mention_id: int) -> list[Reply]:
+    """A mention's replies, oldest first."""
+    with Session(store.engine) as session:
+        rows = list(
+            session.exec(
+                select(Reply).where(Reply.mention_id == mention_id).order_by(col(Reply.id))
+            )
+        )
+        for row in rows:
+            session.expunge(row)
+        return rows
+
+
+def _note(
+    store: Store, session: Session, reply: Reply, step: str, text: str, blocks: Any = None
+) -> None:
+    """Queue a note about ``reply`` in its alert's thread (nothing without a known alert)."""
+    if not reply.alert_channel or not reply.alert_ts:
+        return
+    payload: dict[str, Any] = {"thread_ts": reply.alert_ts, "text": text}
+    if blocks:
+        payload["blocks"] = blocks
+    key = f"reply:{reply.id}:{step}"
+    store.queue(session, key, reply.alert_channel, KIND_THREAD, payload, reply.mention_id)
+
+
+def draft_reply(
+    store: Store,
+    mention_id: int,
+    *,
+    key: str,
+    platform: str,
+    text: str,
+    actor: Actor,
+    approval: bool,
+    alert: tuple[str | None, str | None] = (None, None),
+    note: Callable[[Reply], tuple[str, Any]] | None = None,
+    manual: tuple[str | None] | None = None,
+    now: datetime | None = None,
+) -> ReplyChange:
+    """Store a reply written in Slack: ``queued`` to be sent, or ``pending_approval``.
+
+    One transaction, the mention row locked first: a mention has at most one live reply
+    (pending, queued, sent, uncertain or replied by hand), so two leads answering at once
+    get one reply and a ``problem`` for the second. ``key`` (the submitted modal) makes a
+    redelivered submission a ``duplicate``. ``note(reply)`` gives the text and blocks of
+    the note queued in the alert's thread (the approval request). ``manual`` (a tuple of
+    the reply's URL, if known) records a reply made outside earshot: ``manual``, the mention
+    handled now by ``actor``.
+    """
+    now = now or utcnow()
+    mentions = _table("mentions")
+    with Session(store.engine) as session:
+        locked = session.execute(
+            update(mentions).where(mentions.c.id == mention_id).values(status=mentions.c.status)
+        )
+        if not locked.rowcount:  # type: ignore[attr-defined]
+            session.rollback()
+            return ReplyChange(None, problem="That mention is no longer stored.")
+        existing = session.exec(select(Reply).where(Reply.key == key)).first()
+        if existing is not None:
+            session.rollback()
+            return ReplyChange(_detached_reply(session, int(existing.id or 0)), duplicate=True)
+        live = session.exec(
+            select(Reply).where(
+                Reply.mention_id == mention_id, col(Reply.status).in_(LIVE_REPLY_STATUSES)
+            )
+        ).first()
+        if live is not None:
+            session.rollback()
+            who = f"<@{live.author_id}>" if live.author_id else "someone"
+            state = live.status.replace("_", " ")
+            return ReplyChange(None, problem=f"{who} answered this already (reply {state}).")
+        status = R.PENDING_APPROVAL if approval else R.QUEUED
+        if manual is not None:
+            status = R.MANUAL
+        reply = Reply(
+            key=key[:255],
+            mention_id=mention_id,
+            platform=platform,
+            text=text,
+            status=status.value,
+            author_id=actor.user_id,
+            author_name=actor.user_name,
+            created_at=now,
+            next_attempt_at=now,
+            alert_channel=alert[0],
+            alert_ts=alert[1],
+        )
+        if manual is not None:
+            reply.sent_at, reply.remote_url = now, manual[0]
+        session.add(reply)
+        session.flush()
+        action = "reply_pending" if approval else "reply_queued"
+        detail: dict[str, Any] = {"reply_id": reply.id, "platform": platform}
+        if manual is not None:
+            action = "replied"
+            detail.update(manual=True, url=manual[0])
+            session.execute(
+                update(mentions)
+                .where(mentions.c.id == mention_id, mentions.c.status.in_(sorted(OPEN)))
+                .values(status=S.HANDLED.value, resolved_by=actor.user_id, resolved_at=now)
+            )
+        session.add(_event(mention_id, action, actor, now, detail, f"{action}:{reply.id}"))
+        if note is not None:
+            note_text, blocks = note(reply)
+            _note(store, session, reply, "pending", note_text, blocks)
+        session.commit()
+        return ReplyChange(_detached_reply(session, int(reply.id or 0)), changed=True)
+
+
+def decide_reply(
+    store: Store,
+    reply_id: int,
+    actor: Actor,
+    *,
+    approve: bool,
+    text: str | None = None,
+    dedupe_key: str | None = None,
+    note: Callable[[Reply], str] | None = None,
+    now: datetime | None = None,
+) -> ReplyChange:
+    """An approver sends (``approve``, with ``text`` when edited) or rejects a pending reply.
+
+    A conditional update from ``pending_approval``: two approvers, or a click and a
+    redelivery, decide once. The caller checks that ``actor`` may approve. ``note(reply)``
+    is the thread note telling the author (queued with the change).
+    """
+    now = now or utcnow()
+    replies = _table("replies")
+    with Session(store.engine) as session:
+        if _event_exists(session, dedupe_key):
+            return ReplyChange(_detached_reply(session, reply_id), duplicate=True)
+        values: dict[str, Any] = {
+            "status": (R.QUEUED if approve else R.REJECTED).value,
+            "approver_id": actor.user_id,
+            "next_attempt_at": now,
+        }
+        if approve and text is not None:
+            values["text"] = text
+        result = session.execute(
+            update(replies)
+            .where(replies.c.id == reply_id, replies.c.status == R.PENDING_APPROVAL.value)
+            .values(**values)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            session.rollback()
+            reply = _detached_reply(session, reply_id)
+            if reply is None:
+                return ReplyChange(None, problem="That reply is no longer stored.")
+            by = f" by <@{reply.approver_id}>" if reply.approver_id else ""
+            state = reply.status.replace("_", " ")
+            return ReplyChange(reply, problem=f"That reply was {state}{by} already.")
+        reply = session.get(Reply, reply_id)
+        assert reply is not None
+        action = "reply_approved" if approve else "reply_rejected"
+        detail: dict[str, Any] = {"reply_id": reply_id, "edited": text is not None}
+        session.add(_event(reply.mention_id, action, actor, now, detail, dedupe_key))
+        if note is not None:
+            _note(store, session, reply, action, note(reply))
+        session.commit()
+        return ReplyChange(_detached_reply(session, reply_id), changed=True)
+
+
+@dataclass(frozen=True)
+class ClaimedReply:
+    """A reply leased to one sender, with its mention.
+
+    ``again``: an earlier attempt was begun (it may have reached the platform), so the
+    sender looks for the reply there before posting.
+    """
+
+    reply: Reply
+    mention: Mention
+    again: bool
+
+
+def claim_replies(
+    store: Store, limit: int = 20, lease_seconds: float = 120.0, now: datetime | None = None
+) -> list[ClaimedReply]:
+    """Lease up to ``limit`` queued, due replies and count an attempt on each, committed
+    before anything is posted (a conditional update: one sender per reply at a time)."""
+    now = now or utcnow()
+    replies = _table("replies")
+    claimed: list[ClaimedReply] = []
+    with Session(store.engine) as session:
+        due = list(
+            session.exec(
+                select(Reply.id)
+                .where(
+                    Reply.status == R.QUEUED.value,
+                    col(Reply.next_attempt_at) <= now,
+                    col(Reply.lease_until).is_(None) | (col(Reply.lease_until) < now),
+                )
+                .order_by(col(Reply.next_attempt_at), col(Reply.id))
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        taken: list[int] = []
+        for reply_id in due:
+            result = session.execute(
+                update(replies)
+                .where(
+                    replies.c.id == reply_id,
+                    replies.c.status == R.QUEUED.value,
+                    replies.c.lease_until.is_(None) | (replies.c.lease_until < now),
+                )
+                .values(
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=replies.c.attempts + 1,
+                    attempted_at=func.coalesce(replies.c.attempted_at, now),
+                )
+            )
+            if result.rowcount and reply_id is not None:  # type: ignore[attr-defined]
+                taken.append(reply_id)
+        session.commit()
+        for reply_id in taken:
+            reply = _detached_reply(session, reply_id)
+            mention = _detached(session, reply.mention_id) if reply is not None else None
+            if reply is not None and mention is not None:
+                claimed.append(ClaimedReply(reply, mention, again=reply.attempts > 1))
+    return claimed
+
+
+def mark_reply_sent(
+    store: Store,
+    reply_id: int,
+    *,
+    remote_id: str,
+    url: str | None,
+    at: datetime | None,
+    note: Callable[[Reply], str] | None = None,
+    now: datetime | None = None,
+) -> ReplyChange:
+    """The platform holds the reply: store its id and URL, mark the mention handled.
+
+    One transaction: the reply becomes ``sent`` (only from ``queued``), the mention handled
+    by the reply's author at ``at`` (the platform's time of the reply: response times are
+    measured to it), an audit row ``replied``, and the thread note.
+    """
+    now = now or utcnow()
+    at = as_utc(at) or now
+    replies, mentions = _table("replies"), _table("mentions")
+    with Session(store.engine) as session:
+        result = session.execute(
+            update(replies)
+            .where(replies.c.id == reply_id, replies.c.status == R.QUEUED.value)
+            .values(
+                status=R.SENT.value,
+                remote_id=remote_id[:255],
+                remote_url=url,
+                sent_at=at,
+                lease_until=None,
+                last_error=None,
+            )
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            session.rollback()
+            return ReplyChange(_detached_reply(session, reply_id), problem="not queued")
+        reply = session.get(Reply, reply_id)
+        assert reply is not None
+        session.execute(
+            update(mentions)
+            .where(mentions.c.id == reply.mention_id, mentions.c.status.in_(sorted(OPEN)))
+            .values(status=S.HANDLED.value, resolved_by=reply.author_id, resolved_at=at)
+        )
+        detail = {
+            "reply_id": reply_id,
+            "platform": reply.platform,
+            "remote_id": remote_id[:255],
+            "url": url,
+        }
+        author = Actor(reply.author_id, reply.author_name)
+        session.add(_event(reply.mention_id, "replied", author, at, detail, f"replied:{reply_id}"))
+        if note is not None:
+            _note(store, session, reply, "sent", note(reply))
+        session.commit()
+        return ReplyChange(_detached_reply(session, reply_id), changed=True)
+
+
+def mark_reply_retry(store: Store, reply_id: int, error: str, delay: float) -> None:
+    """Posting failed for now (the platform refused it for now, or did not answer)."""
+    replies = _table("replies")
+    with Session(store.engine) as session:
+        session.execute(
+            update(replies)
+            .where(replies.c.id == reply_id, replies.c.status == R.QUEUED.value)
+            .values(
+                lease_until=None,
+                last_error=error[:2000],
+                next_attempt_at=utcnow() + timedelta(seconds=max(0.0, delay)),
+            )
+        )
+        session.commit()
+
+
+def end_reply(
+    store: Store,
+    reply_id: int,
+    status: ReplyStatus,
+    error: str,
+    *,
+    note: Callable[[Reply], tuple[str, Any]] | None = None,
+    now: datetime | None = None,
+) -> ReplyChange:
+    """Stop sending a queued reply: ``failed`` (the platform refuses it) or ``uncertain``
+    (it may be there and the platform cannot be asked: a human decides), with an audit
+    row and ``note(reply)`` in the alert's thread."""
+    if status not in (R.FAILED, R.UNCERTAIN):
+        raise ValueError(f"not an end of sending: {status!r}")
+    now = now or utcnow()
+    replies = _table("replies")
+    with Session(store.engine) as session:
+        result = session.execute(
+            update(replies)
+            .where(replies.c.id == reply_id, replies.c.status == R.QUEUED.value)
+            .values(status=status.value, lease_until=None, last_error=error[:2000])
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            session.rollback()
+            return ReplyChange(_detached_reply(session, reply_id), problem="not queued")
+        reply = session.get(Reply, reply_id)
+        assert reply is not None
+        action = f"reply_{status.value}"
+        detail = {"reply_id": reply_id, "error": error[:500]}
+        session.add(
+            _event(
+                reply.mention_id, action, Actor("", "earshot"), now, detail, f"{action}:{reply_id}"
+            )
+        )
+        if note is not None:
+            text, blocks = note(reply)
+            _note(store, session, reply, status.value, text, blocks)
+        session.commit()
+        return ReplyChange(_detached_reply(session, reply_id), changed=True)
+
+
+def record_manual_reply(
+    store: Store,
+    mention_id: int,
+    *,
+    key: str,
+    platform: str,
+    text: str,
+    actor: Actor,
+    url: str | None = None,
+    alert: tuple[str | None, str | None] = (None, None),
+    now: datetime | None = None,
+) -> ReplyChange:
+    """ "I replied": the lead answered on a platform earshot cannot write to. Stored as a
+    ``manual`` reply, the mention handled by them now, audited as ``replied``."""
+    return draft_reply(
+        store,
+        mention_id,
+        key=key,
+        platform=platform,
+        text=text,
+        actor=actor,
+        approval=False,
+        alert=alert,
+        manual=(url,),
+        now=now,
+    )

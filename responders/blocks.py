@@ -38,6 +38,7 @@ __all__ = [
     "ACTION_NOT_RELEVANT",
     "ACTION_OPEN",
     "ACTION_REJECT",
+    "ACTION_REPLY",
     "ACTION_SEND_TO_LEADS",
     "ACTION_WRONG_SENTIMENT",
     "EXCERPT_CHARS",
@@ -82,6 +83,8 @@ ACTION_APPROVE = "earshot_approve"
 ACTION_REJECT = "earshot_reject"
 #: On positive alerts: "this is a complaint", re-labelled negative and sent to the leads.
 ACTION_SEND_TO_LEADS = "earshot_send_to_leads"
+#: Opens the reply modal (``responders/replies/slack.py``).
+ACTION_REPLY = "earshot_reply"
 
 #: How much of a post's text an alert quotes (characters before escaping). The section
 #: could hold ~3,000; an alert channel reads better with a shorter excerpt.
@@ -561,6 +564,7 @@ def render_alert(
         # A positive mention with a complaint intent was routed to the leads: lead buttons.
         if mention.sentiment_label == Label.POSITIVE and not _complaint_intent(mention):
             elements += [
+                _button("Reply", ACTION_REPLY, value),
                 _button("Approve for amplification", ACTION_APPROVE, value, style="primary"),
                 _button("Reject", ACTION_REJECT, value, style="danger"),
                 _button("Wrong sentiment", ACTION_WRONG_SENTIMENT, value),
@@ -568,6 +572,7 @@ def render_alert(
             ]
         else:
             elements += [
+                _button("Reply", ACTION_REPLY, value),
                 _button("Assign to me", ACTION_ASSIGN, value),
                 _button("Handled", ACTION_HANDLED, value, style="primary"),
                 _button("Not relevant", ACTION_NOT_RELEVANT, value),

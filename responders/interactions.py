@@ -20,7 +20,7 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 
@@ -39,6 +39,9 @@ from earshot.listener.routing import Router
 from earshot.listener.store import Store
 
 from .blocks import ACTION_SEND_TO_LEADS, RenderedMessage, escape_mrkdwn, render_alert
+
+if TYPE_CHECKING:
+    from .replies.slack import ReplyConfig
 
 logger = logging.getLogger("earshot.responders.interactions")
 
@@ -60,8 +63,10 @@ ACTIONS: dict[str, str] = {
 WRONG_SENTIMENT = "earshot_wrong_sentiment"
 #: "Send to leads" on a positive alert: a complaint after all (see ``handle_action``).
 SEND_TO_LEADS = ACTION_SEND_TO_LEADS
-#: Link buttons (Reply, Open) still send a payload that must be acknowledged.
-LINK_ACTIONS = frozenset({"earshot_reply", "earshot_open"})
+#: Link buttons (Open) still send a payload that must be acknowledged.
+LINK_ACTIONS = frozenset({"earshot_open"})
+#: The Reply button and the approval note's buttons (``responders/replies/slack.py``).
+REPLY_PREFIX = "earshot_reply"
 #: Only approvers may do these.
 APPROVER_ACTIONS = frozenset({"approve", "reject"})
 
@@ -78,6 +83,9 @@ _LINES = {
     "send_to_leads": "🏷️ Re-labelled *{label}* by {user}",
     "exclusion": '🔕 {user} excluded "{term}" from `{query}`',
     "escalated": "⏰ Escalated: not handled within the SLA",
+    "replied": "💬 Replied by {user}",
+    "reply_pending": "📝 Reply by {user} pending approval",
+    "reply_rejected": "✋ Reply rejected by {user}",
 }
 _PAST = {
     "assign": "assigned to",
@@ -111,6 +119,8 @@ class InteractionConfig:
     sla_seconds: float = 3600.0
     connected: Callable[[], bool] = lambda: True
     router: Router | None = None
+    #: Replying from the alert (``None``: the Reply button says it is not set up).
+    replies: ReplyConfig | None = None
 
 
 @dataclass
@@ -173,6 +183,9 @@ def event_line(event: MentionEvent) -> str:
         where = _channel(str(sent_to))
         digest = detail.get("digest")
         text += f", held for the {digest} digest in {where}" if digest else f", sent to {where}"
+    url = str(detail.get("url") or "")
+    if event.action == "replied" and url.startswith("http") and not set(url) & set("|<> "):
+        text += f" (<{url}|the reply>)"
     return f"{text} at {_slack_time(event.at)}"
 
 
@@ -342,6 +355,12 @@ def _handle_action(
     base: dict[str, Any] = {"user_id": actor.user_id, "reply_channel": channel}
     if action_id in LINK_ACTIONS:
         return _count(Outcome("link", **base), "ok")
+    if action_id.startswith(REPLY_PREFIX):
+        from .replies.slack import ACTIONS as REPLY_ACTIONS
+        from .replies.slack import handle_reply_action
+
+        if action_id in REPLY_ACTIONS:
+            return handle_reply_action(store, payload, config, action, actor, base)
     if action_id not in (WRONG_SENTIMENT, SEND_TO_LEADS) and action_id not in ACTIONS:
         logger.warning("slack action: unknown action_id %r", action_id[:100])
         outcome = Outcome(
@@ -578,8 +597,12 @@ def _handle_view(
         raise BadPayload("private_metadata is not JSON") from None
     if not isinstance(meta, dict):
         raise BadPayload("private_metadata is not an object")
-    mention_id = _mention_id(meta.get("mention_id"))
     callback = view.get("callback_id")
+    if isinstance(callback, str) and callback.startswith(REPLY_PREFIX):
+        from .replies.slack import handle_reply_view
+
+        return handle_reply_view(store, payload, config, view, meta, actor)
+    mention_id = _mention_id(meta.get("mention_id"))
     # A view is submitted once per opening: its id (plus hash) keys the redelivery check.
     dedupe = f"{callback}:{mention_id}:{view.get('id')}:{view.get('hash')}"
     if callback == VIEW_WRONG_SENTIMENT:

@@ -154,6 +154,8 @@ def render_workflow(delivery: Delivery, mention: Mention | None) -> Outgoing | N
     if delivery.kind == KIND_THREAD:
         text = str(payload.get("text") or "")[:3000] or "(no text)"
         blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+        if isinstance(payload.get("blocks"), list):  # a reply's approval note (Send/Edit/Reject)
+            blocks = payload["blocks"]
         message = RenderedMessage(text, blocks, metadata)
         thread = str(payload.get("thread_ts") or "") or None
         return Outgoing(delivery.channel, message, text, key, thread_ts=thread)

@@ -23,6 +23,7 @@ from earshot.responders.blocks import (
     ACTION_NOT_RELEVANT,
     ACTION_OPEN,
     ACTION_REJECT,
+    ACTION_REPLY,
     ACTION_SEND_TO_LEADS,
     ACTION_WRONG_SENTIMENT,
     RenderedMessage,
@@ -256,6 +257,7 @@ def test_negative_alert_layout() -> None:
     assert ctx[-1] == f"<!date^{unix}^{{date_short_pretty}} {{time}}|2026-03-04 05:06 UTC>"
     assert [(b["action_id"], b.get("style"), b.get("value")) for b in buttons(message)] == [
         (ACTION_OPEN, None, None),
+        (ACTION_REPLY, None, "42"),
         (ACTION_ASSIGN, None, "42"),
         (ACTION_HANDLED, "primary", "42"),
         (ACTION_NOT_RELEVANT, None, "42"),
@@ -263,6 +265,7 @@ def test_negative_alert_layout() -> None:
     ]
     assert [b["text"]["text"] for b in buttons(message)] == [
         "Open post",
+        "Reply",
         "Assign to me",
         "Handled",
         "Not relevant",
@@ -284,12 +287,14 @@ def test_positive_alert_buttons() -> None:
     assert message.blocks[0]["text"]["text"] == "🟢 Positive mention on Hacker News"
     assert [(b["action_id"], b.get("style"), b.get("value")) for b in buttons(message)] == [
         (ACTION_OPEN, None, None),
+        (ACTION_REPLY, None, "42"),
         (ACTION_APPROVE, "primary", "42"),
         (ACTION_REJECT, "danger", "42"),
         (ACTION_WRONG_SENTIMENT, None, "42"),
         (ACTION_SEND_TO_LEADS, None, "42"),
     ]
     assert [b["text"]["text"] for b in buttons(message)][1:] == [
+        "Reply",
         "Approve for amplification",
         "Reject",
         "Wrong sentiment",
