@@ -42,7 +42,7 @@ ACTION_EDIT = "earshot_reply_edit"
 ACTION_REJECT = "earshot_reply_reject"
 ACTIONS = frozenset({ACTION_REPLY, ACTION_SEND, ACTION_EDIT, ACTION_REJECT})
 VIEW_SEND = "earshot_reply_view"
-VIEW_COPY = "earshot_replied_view"
+VIEW_COPY = "earshot_reply_copy_view"
 VIEW_EDIT = "earshot_reply_edit_view"
 VIEWS = frozenset({VIEW_SEND, VIEW_COPY, VIEW_EDIT})
 
