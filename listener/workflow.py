@@ -979,6 +979,7 @@ def mark_reply_sent(
             "platform": reply.platform,
             "remote_id": remote_id[:255],
             "url": url,
+            "approved_by": reply.approver_id,
         }
         author = Actor(reply.author_id, reply.author_name)
         session.add(_event(reply.mention_id, "replied", author, at, detail, f"replied:{reply_id}"))

@@ -184,6 +184,8 @@ def event_line(event: MentionEvent) -> str:
         digest = detail.get("digest")
         text += f", held for the {digest} digest in {where}" if digest else f", sent to {where}"
     url = str(detail.get("url") or "")
+    if event.action == "replied" and detail.get("approved_by"):
+        text += f", approved by {_user(str(detail['approved_by']))}"
     if event.action == "replied" and url.startswith("http") and not set(url) & set("|<> "):
         text += f" (<{url}|the reply>)"
     return f"{text} at {_slack_time(event.at)}"

@@ -75,6 +75,7 @@ def test_limits_count_in_each_platforms_unit() -> None:
     assert problem("mastodon", "@ana@mastodon.social " + "x" * 484) is None
     assert "501 characters" in (problem("mastodon", "x" * 501) or "")
     assert problem("github", "   ") == "The reply is empty."
+    assert problem("discourse", "Thanks!") == "Discourse takes at least 20 characters."
 
 
 def test_the_draft_is_the_first_template_that_matches_with_the_variables_filled() -> None:
@@ -526,3 +527,40 @@ def test_one_live_reply_per_mention_and_a_redelivered_submission_stores_one(
     )
     assert not other.changed and "<@U111> answered this already" in (other.problem or "")
     assert len(wf.replies_of(store, platform.mention.id or 0)) == 1
+
+
+# -- settings and wiring ----------------------------------------------------------------------
+
+
+def test_writers_are_built_for_the_platforms_earshot_has_credentials_for() -> None:
+    import tomllib
+    from pathlib import Path
+
+    from earshot.config.settings import ConfigError, parse_settings
+    from earshot.config.wiring import build_sources, build_writers, reply_config
+
+    data = tomllib.loads((Path(__file__).parent.parent / "config/earshot.example.toml").read_text())
+    data["sources"] = [
+        {"type": "mastodon", "base_url": "https://mastodon.example", "hashtags": ["acme"]},
+        {"type": "github"},
+        {"type": "hackernews"},
+    ]
+    settings = parse_settings(data, "t.toml")
+    sources, _ = build_sources(settings, httpx.Client(), env={})
+    env = {"MASTODON_ACCESS_TOKEN": "token"}
+    writers = build_writers(settings, sources, env)
+    assert sorted(writers) == ["mastodon"]  # GitHub has no GITHUB_TOKEN; HN takes no writes
+    assert isinstance(writers["mastodon"], MastodonWriter)
+    assert writers["mastodon"].base_url == "https://mastodon.example"
+    config = reply_config(settings, writers, None)
+    assert config is not None and [t.source for t in config.templates] == ["googleplay", None, None]
+
+    data["replies"]["platforms"] = ["github"]
+    assert build_writers(parse_settings(data, "t.toml"), sources, env) == {}
+    data["replies"]["platforms"] = ["hackernews"]
+    data["replies"]["templates"][0]["source"] = "googleplya"
+    with pytest.raises(ConfigError) as info:
+        parse_settings(data, "t.toml")
+    shown = "\n".join(info.value.problems)
+    assert "earshot cannot post to 'hackernews'" in shown
+    assert "did you mean 'googleplay'?" in shown

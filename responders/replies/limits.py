@@ -10,8 +10,8 @@ much), and again by the strict fakes in the tests, which refuse what the platfor
 * Google Play: 350 characters (``reviews.reply``: "replies of more than approximately 350
   characters will be rejected").
 * App Store Connect: 5,970 characters (a response's ``responseBody``).
-* GitHub: 65,536 characters (a comment's ``body``). Discourse: 32,000 (the default
-  ``max_post_length``). Reddit: 10,000.
+* GitHub: 65,536 characters (a comment's ``body``). Discourse: 20 to 32,000 (the default
+  ``min_post_length`` and ``max_post_length``). Reddit: 10,000.
 
 Graphemes are counted with the ``regex`` module's ``\\X`` (UAX #29), not by hand: "👨‍👩‍👧‍👦" is one
 grapheme of 7 code points, "🇸🇪" one of 2.
@@ -38,6 +38,8 @@ class Limit:
 
     most: int
     unit: Unit = "characters"
+    #: At least this many (Discourse's ``min_post_length``, 20 by default).
+    least: int = 1
     max_bytes: int | None = None
     #: Mastodon's way: a URL counts as 23 characters, a remote mention as its local part.
     mastodon_counting: bool = False
@@ -49,7 +51,7 @@ LIMITS: dict[str, Limit] = {
     "googleplay": Limit(350),
     "appstoreconnect": Limit(5970),
     "github": Limit(65536),
-    "discourse": Limit(32000),
+    "discourse": Limit(32000, least=20),
     "reddit": Limit(10000),
 }
 
@@ -83,6 +85,8 @@ def problem(platform: str, text: str, limit: Limit | None = None) -> str | None:
             f"{length} {limit.unit}: {_NAMES.get(platform, platform)} takes at most "
             f"{limit.most} {limit.unit} ({over} too many)."
         )
+    if len(text.strip()) < limit.least:
+        return f"{_NAMES.get(platform, platform)} takes at least {limit.least} {limit.unit}."
     size = len(text.encode("utf-8"))
     if limit.max_bytes is not None and size > limit.max_bytes:
         return (
