@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from earshot.listener.redaction import REDACTOR, Redactor
+
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -37,34 +39,43 @@ class JsonFormatter(logging.Formatter):
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces known secret values (tokens, the database password) in every record.
+    """Masks secrets in every record: the message, its traceback, its ``extra`` strings.
 
     Secrets are never logged on purpose; this is the safety net for the ones that slip into
-    a third-party exception message.
+    a third-party exception message or an echoed error body. It masks every form of the
+    known values (as is, URL-encoded, JSON- and HTML-escaped) and credentials in known
+    places (``Authorization: Bearer ...``, ``?key=...``), through
+    ``earshot.listener.redaction``: the given ``secrets`` plus the process-wide ones the
+    sources registered.
     """
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        self.redactor = Redactor(secrets)
+        self.secrets = sorted(self.redactor.values, key=len, reverse=True)
 
     def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
+        return REDACTOR.redact(self.redactor.redact(text))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: logging reports it itself
             return True
-        message = record.getMessage()
         cleaned = self._clean(message)
-        if record.exc_info and record.exc_info[1] is not None:
-            text = logging.Formatter().formatException(record.exc_info)
-            if any(s in text for s in self.secrets):
-                record.exc_text = self._clean(text)
-                record.exc_info = None
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            cleaned = self._clean(text)
+            if cleaned != text:
+                record.exc_text = cleaned
+                record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        for key, value in list(vars(record).items()):
+            if key not in _RESERVED and isinstance(value, str) and not key.startswith("_"):
+                setattr(record, key, self._clean(value))
         return True
 
 
@@ -121,7 +132,9 @@ def setup_logging(level: str | None = None, fmt: str | None = None) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
-    handler.addFilter(RedactSecrets(secret_values()))
+    secrets = secret_values()
+    REDACTOR.add(*secrets)  # health alerts and stored errors are redacted with them too
+    handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")

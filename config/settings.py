@@ -219,6 +219,9 @@ class SlackSettings(_Section):
     #: Slack unreachable) before it exits 1 with them still pending in the outbox.
     drain_timeout: Duration = 60.0
     failing_after: int = Field(3, ge=1)
+    #: A source whose polls succeed but bring nothing new for this long (and for three
+    #: times its usual gap between new items) raises one health notice (0: never).
+    silent_after: Pause = 3 * 86400.0
 
     @field_validator("api_url")
     @classmethod

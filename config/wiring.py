@@ -563,6 +563,7 @@ def build(
         router,
         health_channel=settings.slack.health_channel or settings.slack.alerts_channel,
         failing_after=settings.slack.failing_after,
+        silent_after=settings.slack.silent_after,
         storm=(settings.slack.storm_threshold, settings.slack.storm_window),
         owner=os.environ.get("EARSHOT_REPLICA_ID") or None,
         source_queries=source_queries(settings, queries, aliases),

@@ -13,18 +13,27 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from . import metrics
 from .models import Mention, MentionStatus, utcnow
 from .query import Document, QuerySet
+from .redaction import redact
 from .relevance import Relevance
 from .routing import Router
 from .sentiment import Classifier
-from .sources.base import FatalError, RateLimitedError, Source, SourceError
+from .sources.base import FatalError, RateLimitedError, Source, SourceError, describe
 from .store import Route, Store
 
 logger = logging.getLogger("earshot.listener.pipeline")
+
+#: A source silent this long (no new items, poll after poll) raises one notice, unless its
+#: usual gap between new items is longer (see ``Pipeline.silent_after``).
+SILENT_AFTER = 3 * 86400.0
+#: Silence counts only when it is this many times the source's usual gap.
+SILENT_FACTOR = 3.0
+#: The usual gap is a moving average; each new gap weighs this much.
+_GAP_WEIGHT = 0.2
 
 #: Stored text is cut here; classification reads the first ``CLASSIFY_CHARS``.
 MAX_TEXT = 100_000
@@ -110,7 +119,15 @@ class Pipeline:
         storm: tuple[int, float] | None = None,
         relevance: Relevance | None = None,
         unrelated_digests: Mapping[str, str] | None = None,
+        silent_after: float | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        #: A source whose polls succeed but bring no new item for this long (and for
+        #: ``SILENT_FACTOR`` times its usual gap between new items) raises one health
+        #: notice, and one when items come again. ``None`` or 0: never.
+        self.silent_after = silent_after or None
+        #: Unix time, for the silence check (``clock`` is monotonic, for backoff).
+        self.wall_clock = wall_clock
         #: ``(threshold, window seconds)`` of alert storms (see ``Store.ingest``).
         self.storm = storm
         #: Per-query relevance (``None``: mentions are not scored). A mention scored below
@@ -183,7 +200,7 @@ class Pipeline:
             self._failed(source, health, exc)
         except Exception as exc:
             logger.exception("%s: poll failed", source.key, extra={"source": source.key})
-            report.errors.append(f"{type(exc).__name__}: {exc}")
+            report.errors.append(describe(exc))
             report.error_kinds.append("internal")
             self._failed(source, health, exc)
         else:
@@ -210,14 +227,69 @@ class Pipeline:
             len(report.errors),
             extra={"source": source.key},
         )
-        self._record_health(source, health)
+        self._record_health(source, health, report)
 
-    def _record_health(self, source: Source, health: SourceHealth) -> None:
-        """Persist how the poll went; alert a failing streak once, and its recovery once."""
+    def _record_health(self, source: Source, health: SourceHealth, report: PollReport) -> None:
+        """Persist how the poll went; alert a failing streak once, and its recovery once;
+        the same for a silent source."""
         try:
             self._alert_health(source, health)
         except Exception as exc:
-            logger.error("%s: could not record source health: %s", source.key, exc)
+            logger.error("%s: could not record source health: %s", source.key, describe(exc))
+        if self.silent_after and health.status in ("ok", "degraded"):
+            try:
+                self._check_silence(source, report)
+            except Exception as exc:
+                logger.error("%s: could not check for silence: %s", source.key, describe(exc))
+
+    def _check_silence(self, source: Source, report: PollReport) -> None:
+        """Track when the source last brought new items; notice a long silence once.
+
+        The state lives in the cursors table under ``health/<source key>`` (shared by the
+        replicas, like the cursor): the last time a poll fetched something new, the usual
+        gap between such polls (a moving average) and whether a notice is out.
+        """
+        assert self.silent_after is not None
+        key = f"health/{source.key}"
+        now = self.wall_clock()
+        state = self.store.get_cursor(key) or {}
+        last = _number(state.get("last_item"))
+        gap = _number(state.get("gap"))
+        alerted = state.get("alerted") is True
+        if last is None or report.fetched:
+            if last is not None:
+                seen = max(0.0, now - last)
+                gap = seen if gap is None else gap + _GAP_WEIGHT * (seen - gap)
+            if alerted and last is not None:
+                self._notice(
+                    f"health:{source.key}:silent-over:{_iso(last)}",
+                    f"Source {source.key} has new items again",
+                    [f"{report.fetched} new after {_span(now - last)} without any."],
+                )
+                logger.info("%s: new items again after %s", source.key, _span(now - last))
+            self.store.put_cursor(key, {"last_item": now, "gap": gap, "alerted": False})
+            return
+        silence = now - last
+        threshold = max(self.silent_after, SILENT_FACTOR * (gap or 0.0))
+        if alerted or silence < threshold:
+            return
+        usual = f" (new items usually come every {_span(gap)})" if gap else ""
+        self._notice(
+            f"health:{source.key}:silent:{_iso(last)}",
+            f"Source {source.key}: no new items for {_span(silence)}",
+            [
+                f"Its polls succeed but have brought nothing new since {_iso(last)}{usual}.",
+                "Check the source's queries, feeds or settings, or whether the API changed.",
+            ],
+        )
+        logger.warning("%s: no new items for %s", source.key, _span(silence))
+        self.store.put_cursor(key, {**state, "alerted": True})
+
+    def _notice(self, key: str, title: str, lines: list[str]) -> None:
+        if self.health_channel:
+            self.store.enqueue(
+                key[:255], self.health_channel, "health", {"title": title, "lines": lines}
+            )
 
     def _alert_health(self, source: Source, health: SourceHealth) -> None:
         state = self.store.record_poll(source.key, health.status, health.last_error)
@@ -237,7 +309,7 @@ class Pipeline:
                     "title": f"Source {source.key} is failing",
                     "lines": [
                         f"{state.consecutive_failures} polls in a row failed.",
-                        f"Last error: {state.last_error or 'unknown'}",
+                        f"Last error: {redact(state.last_error or 'unknown')}",
                         "earshot keeps retrying with backoff; check the source's settings.",
                     ],
                 },
@@ -366,7 +438,9 @@ class Pipeline:
     def _failed(self, source: Source, health: SourceHealth, exc: Exception) -> None:
         health.consecutive_failures += 1
         health.status = "failing"
-        health.last_error = str(exc)
+        # A SourceError's message is redacted already and carries its cause; anything else
+        # is described (type, message, cause) and redacted here.
+        health.last_error = redact(str(exc)) if isinstance(exc, SourceError) else describe(exc)
         if isinstance(exc, RateLimitedError) and exc.retry_after:
             delay = exc.retry_after
         elif isinstance(exc, FatalError):
@@ -380,9 +454,10 @@ class Pipeline:
             source.key,
             health.consecutive_failures,
             delay,
-            exc,
+            health.last_error,
             extra={"source": source.key},
         )
+        logger.debug("%s: the failure in full", source.key, exc_info=exc)
 
     def _count(self, report: PollReport, source: Source, health: SourceHealth) -> None:
         key = source.key
@@ -407,3 +482,23 @@ class Pipeline:
         self.totals["queued"] += report.queued
         self.totals["skipped"] += report.skipped
         self.totals["errors"] += len(report.errors)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+        return float(value)
+    return None
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
+
+
+def _span(seconds: float | None) -> str:
+    """``3 days``, ``5 hours``, ``12 minutes``: a duration as a person says it."""
+    seconds = max(0.0, seconds or 0.0)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{int(seconds)} seconds"

@@ -164,6 +164,12 @@ class Store:
             row = session.get(SourceCursor, key)
             return json.loads(row.value) if row else None
 
+    def put_cursor(self, key: str, value: dict[str, Any]) -> None:
+        """Store the JSON document ``value`` under ``key`` (outside any ingest)."""
+        with Session(self.engine) as session:
+            self._put_cursor(session, key, value)
+            session.commit()
+
     def _put_cursor(self, session: Session, key: str, value: dict[str, Any]) -> None:
         stmt = self.insert(CURSORS).values(
             key=key, value=json.dumps(value, sort_keys=True), updated_at=utcnow()

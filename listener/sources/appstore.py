@@ -27,7 +27,6 @@ from .base import (
     SourceError,
     SourceOptions,
     from_iso,
-    logger,
 )
 
 
@@ -114,9 +113,8 @@ class AppStoreSource(Source):
             for entry in entries:
                 if not isinstance(entry, dict) or "im:rating" not in entry:
                     continue  # the app's own metadata entry in older feeds
-                review = self._mention(entry, country)
+                review = self.parse_item(result, lambda e: self._mention(e, country), entry)
                 if review is None:
-                    result.skipped += 1
                     continue
                 if review.created_at.timestamp() <= watermark:
                     reached = True
@@ -126,21 +124,15 @@ class AppStoreSource(Source):
                 break
         return reviews
 
-    def _mention(self, entry: dict[str, Any], country: str) -> Mention | None:
+    def _mention(self, entry: dict[str, Any], country: str) -> Mention:
         review_id = _label(entry, "id")
-        try:
-            rating = int(_label(entry, "im:rating"))
-            created = from_iso(_label(entry, "updated"))
-        except ValueError:
-            rating = 0
-            created = None
-        if not review_id or created is None or not 1 <= rating <= 5:
-            logger.warning("appstore: skipped a malformed review entry")
-            return None
+        rating = int(_label(entry, "im:rating"))
+        created = from_iso(_label(entry, "updated"))
+        if not review_id or not 1 <= rating <= 5:
+            raise ValueError(f"review without an id or with rating {rating}")
         author = entry.get("author")
         name = _label(author, "name") if isinstance(author, dict) else ""
-        return Mention(
-            source=self.type,
+        return self.mention(
             external_id=review_id,
             url=f"https://apps.apple.com/{country}/app/id{self.app_id}?see-all=reviews",
             author=name,

@@ -20,6 +20,7 @@ import email.utils
 import html
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -28,12 +29,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict
 
 from ..models import Mention
+from ..redaction import REDACTOR, redact
 
 logger = logging.getLogger("earshot.listener.sources")
 
@@ -44,16 +46,71 @@ ErrorMapper = Callable[[httpx.Response], "SourceError | None"]
 
 #: How much of a response body goes into an error message.
 _SNIPPET = 200
+#: How much of the body is read (and redacted) before the snippet is cut from it, so that
+#: a secret straddling the cut is masked whole rather than half shown.
+_SNIPPET_WINDOW = 4096
+#: The longest pause any API hint (``Retry-After``, a rate-limit reset, Stack Exchange's
+#: ``backoff``) can impose: longer ones are taken as this. The longest documented window
+#: (Bluesky's daily login budget) is a day.
+MAX_WAIT_HINT = 24 * 3600.0
+#: An item dated further than this in the future is malformed: it would carry a source's
+#: time cursor past everything that comes after it.
+FUTURE_SLACK = 24 * 3600.0
+#: ``external_id`` is a ``VARCHAR(255)`` in the database.
+MAX_ID = 255
+
+T = TypeVar("T")
 
 
 class SourceError(Exception):
-    """A poll failed. ``retriable`` says whether the next poll may simply try again."""
+    """A poll failed. ``retriable`` says whether the next poll may simply try again.
+
+    The message is redacted (``earshot.listener.redaction``) when the error is made, so it
+    can go to the logs, the stored source health and the Slack health alert as it is.
+    """
 
     retriable: ClassVar[bool] = True
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.status_code = status_code
+
+
+class BadItemError(ValueError):
+    """One item of a page is not a usable mention; the poll skips it and counts it."""
+
+
+def explain(exc: BaseException) -> tuple[str, str]:
+    """``(type names, message)`` of ``exc`` with its cause, e.g. ``("ConnectError",
+    "[Errno -2] Name or service not known")``.
+
+    httpx's errors often say nothing themselves; the reason is in the chained
+    ``__cause__``/``__context__`` (the socket's ``OSError``, the TLS error). The first
+    non-empty message along the chain is used; the types passed on the way are named in
+    brackets. Both parts are redacted.
+    """
+    names: list[str] = []
+    message = ""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 8:
+        seen.add(id(current))
+        name = type(current).__name__
+        if name not in names:
+            names.append(name)
+        text = " ".join(str(current).split())
+        if text:
+            message = text
+            break
+        current = current.__cause__ or current.__context__
+    label = names[0] if len(names) == 1 else f"{names[0]} ({', '.join(names[1:])})"
+    return label, redact(message[:300])
+
+
+def describe(exc: BaseException) -> str:
+    """``exc`` in one line with its cause: ``ConnectError: [Errno -2] Name or service...``."""
+    label, message = explain(exc)
+    return f"{label}: {message}" if message else label
 
 
 class RetriableError(SourceError):
@@ -82,23 +139,44 @@ class FatalError(SourceError):
     retriable = False
 
 
+def bounded_seconds(value: Any, maximum: float = MAX_WAIT_HINT) -> float | None:
+    """A pause an API asked for, as seconds in ``[0, maximum]``; ``None`` if unreadable.
+
+    Takes a number or a numeric string. Infinities, NaN, booleans, numbers too large for a
+    float (``1e400``, 400 digits) and anything else give ``None``; a readable but huge value
+    is cut to ``maximum``, so no answer can stop a source for longer than that.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return min(maximum, max(0.0, seconds))
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if not value:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Never raises: an unreadable value is ``None``, a huge one is ``MAX_WAIT_HINT``.
+    """
+    if not value or not isinstance(value, str):
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = bounded_seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        stamp = when.timestamp()
+    except (TypeError, ValueError, OverflowError, OSError, IndexError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
     current = now if now is not None else time.time()
-    return max(0.0, when.timestamp() - current)
+    return bounded_seconds(stamp - current)
 
 
 class RateLimiter:
@@ -156,9 +234,15 @@ class RateLimiter:
             self._sleep(wait)
 
     def block_for(self, seconds: float) -> None:
-        """The API asked for a pause: no request before ``seconds`` from now."""
+        """The API asked for a pause: no request before ``seconds`` from now.
+
+        The pause is bounded by ``MAX_WAIT_HINT``; a non-finite one is ignored.
+        """
+        pause = bounded_seconds(seconds)
+        if pause is None:
+            return
         with self._lock:
-            self._blocked_until = max(self._blocked_until, self._clock() + max(0.0, seconds))
+            self._blocked_until = max(self._blocked_until, self._clock() + pause)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Read the rate-limit headers of a response (``X-RateLimit-*``, ``RateLimit-*``)."""
@@ -175,7 +259,8 @@ def reset_seconds(headers: Mapping[str, str], *, now: float | None = None) -> fl
     """Seconds until the rate-limit window resets, from ``X-RateLimit-Reset``/``RateLimit-Reset``.
 
     Three spellings are in use: seconds until the reset (Reddit), an epoch timestamp
-    (GitHub, Bluesky) and an ISO 8601 timestamp (Mastodon). ``None`` when absent or unreadable.
+    (GitHub, Bluesky) and an ISO 8601 timestamp (Mastodon). ``None`` when absent or
+    unreadable; at most ``MAX_WAIT_HINT``. Never raises, whatever the header holds.
     """
     value = None
     for name in ("x-ratelimit-reset", "ratelimit-reset"):
@@ -187,15 +272,15 @@ def reset_seconds(headers: Mapping[str, str], *, now: float | None = None) -> fl
     current = time.time() if now is None else now
     try:
         reset = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         try:
             when = from_iso(value.strip())
         except ValueError:
             return None
-        return max(0.0, when.timestamp() - current)
-    if reset != reset or reset in (float("inf"), float("-inf")):
+        return bounded_seconds(when.timestamp() - current)
+    if not math.isfinite(reset):
         return None
-    return max(0.0, reset - current) if reset > 1_000_000_000 else max(0.0, reset)
+    return bounded_seconds(reset - current if reset > 1_000_000_000 else reset)
 
 
 def _header_float(headers: Mapping[str, str], *names: str) -> float | None:
@@ -204,9 +289,10 @@ def _header_float(headers: Mapping[str, str], *names: str) -> float | None:
         if value is None:
             continue
         try:
-            return float(value)
-        except ValueError:
+            number = float(value)
+        except (ValueError, OverflowError):
             return None
+        return number if math.isfinite(number) else None
     return None
 
 
@@ -275,9 +361,13 @@ class SourceHttp:
             else:
                 response = self.client.request(method, url, params=params, headers=headers, **extra)
         except httpx.TimeoutException as exc:
-            raise RetriableError(f"timeout: {method} {where}") from exc
+            raise RetriableError(f"timeout: {method} {where}: {describe(exc)}") from exc
         except httpx.HTTPError as exc:
-            raise RetriableError(f"{type(exc).__name__}: {method} {where}") from exc
+            label, message = explain(exc)
+            raise RetriableError(f"{label}: {method} {where}: {message}".rstrip(": ")) from exc
+        except (httpx.InvalidURL, ValueError) as exc:
+            # A URL or header built from a payload (a next link, an id) httpx cannot send.
+            raise BadPayloadError(f"cannot send {method} {where}: {describe(exc)}") from exc
         self.limiter.observe(response.headers)
         status = response.status_code
         if status < 300 or status == 304:
@@ -346,8 +436,32 @@ def decode_json(response: httpx.Response) -> Any:
 
 
 def _snippet(response: httpx.Response) -> str:
-    text = response.content[:_SNIPPET].decode("utf-8", errors="replace")
-    return " ".join(text.split())
+    """The start of the body for an error message: redacted first, then cut, one line."""
+    text = response.content[:_SNIPPET_WINDOW].decode("utf-8", errors="replace")
+    return redact(" ".join(text.split()))[:_SNIPPET]
+
+
+def same_origin(link: str, base_url: str) -> str:
+    """``link`` if it is an absolute http(s) URL on ``base_url``'s scheme, host and port.
+
+    Pagination links (``Link: rel="next"``) are followed with the source's credentials, so
+    one that leads anywhere else, or that cannot be parsed (``http://[::1>``, a relative
+    path), is a ``BadPayloadError``, never a request.
+    """
+    try:
+        target = httpx.URL(link)
+        base = httpx.URL(base_url)
+        ok = (
+            target.scheme in ("http", "https")
+            and bool(target.host)
+            and (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
+        )
+    except (httpx.InvalidURL, ValueError, TypeError, UnicodeError):
+        ok = False
+    if not ok:
+        shown = redact(link[:120]).split("?", 1)[0]
+        raise BadPayloadError(f"pagination link not on {base_url}: {shown!r}")
+    return link
 
 
 @dataclass
@@ -366,6 +480,26 @@ class PollResult:
     skipped: int = 0
     #: How many units (terms, listings, countries) the poll tried; all failed = poll failed.
     units: int = 0
+
+    def skip(self, source: str, exc: BaseException, item: Any = None) -> None:
+        """Count one malformed item as skipped and log why (the first of a poll as a
+        warning, the rest at debug level, so a page of junk is one warning)."""
+        self.skipped += 1
+        level = logging.WARNING if self.skipped == 1 else logging.DEBUG
+        hint = ""
+        if isinstance(item, dict):
+            for key in ("id", "objectID", "uri", "question_id", "name"):
+                if isinstance(item.get(key), str | int) and not isinstance(item.get(key), bool):
+                    hint = f" {key}={str(item[key])[:80]!r}"
+                    break
+        logger.log(
+            level,
+            "%s: skipped a malformed item%s: %s",
+            source,
+            redact(hint),
+            describe(exc),
+            extra={"source": source},
+        )
 
     def fail(self, unit: str, exc: SourceError) -> bool:
         """Record that ``unit`` failed; return False when the whole poll should stop."""
@@ -445,9 +579,47 @@ class Source(ABC):
     def poll(self, cursor: Cursor | None, terms: Sequence[str]) -> PollResult:
         """Read everything new since ``cursor`` (``None``: first run, backfill a window)."""
 
+    def keep_secret(self, *values: str | None, slot: str | None = None) -> None:
+        """Mask these values in every error, log line and health alert from now on.
+
+        ``slot`` names a renewable secret (a session token): its new values replace the old.
+        """
+        if slot is None:
+            REDACTOR.add(*values)
+        else:
+            REDACTOR.put(f"{self.type}:{self.name}:{slot}:{id(self)}", *values)
+
     def backfill_start(self) -> float:
         """The unix time a first run reads back to."""
         return self.clock() - self.backfill_seconds
+
+    def parse_item(
+        self, result: PollResult, parse: Callable[[Any], T | None], item: Any
+    ) -> T | None:
+        """Run ``parse`` on one item of a page; a malformed item is a counted skip.
+
+        This is the one place where an item's failure stops being the page's: whatever
+        ``parse`` raises (a missing key, a wrong type, a timestamp out of range, an id the
+        database cannot hold) is logged, counted in ``result.skipped``, and ``None`` is
+        returned, so the rest of the page is stored and the cursor moves. ``parse`` returns
+        ``None`` for an item that is deliberately not a mention (not counted). A
+        ``SourceError`` (an HTTP call inside ``parse``) is the unit's failure and is raised.
+        """
+        try:
+            return parse(item)
+        except SourceError:
+            raise
+        except Exception as exc:
+            result.skip(self.name, exc, item)
+            return None
+
+    def mention(self, **fields: Any) -> Mention:
+        """A ``Mention`` of this source, checked: anything it cannot be stored as is raises
+        ``BadItemError`` (see ``check_mention``)."""
+        fields.setdefault("source", self.type)
+        # The later of the source's clock and the wall clock: a test's clock may be set in
+        # the past, and no real item is from the future either way.
+        return check_mention(Mention(**fields), now=max(self.clock(), time.time()))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.key} {self.base_url}>"
@@ -509,18 +681,115 @@ def id_of(value: Any) -> str:
 
 
 def from_unix(value: Any) -> datetime:
-    """An aware UTC datetime from unix seconds (int, float or numeric string)."""
+    """An aware UTC datetime from unix seconds (int, float or numeric string).
+
+    Anything else, or a time Python cannot represent, is a ``ValueError``.
+    """
     if isinstance(value, bool):
         raise ValueError("a boolean is not a timestamp")
-    return datetime.fromtimestamp(float(value), UTC)
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except (OverflowError, OSError, TypeError) as exc:
+        raise ValueError(f"not a unix time: {value!r:.40}") from exc
 
 
 def from_iso(value: str) -> datetime:
-    """An aware UTC datetime from an ISO 8601 string (``Z`` or an offset)."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    """An aware UTC datetime from an ISO 8601 string (``Z`` or an offset).
+
+    Anything else, or a time that leaves Python's range once moved to UTC (year 1 with a
+    positive offset, year 9999 with a negative one), is a ``ValueError``.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"not an ISO 8601 string: {value!r:.40}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"time out of range: {value!r:.40}") from exc
+
+
+def check_id(value: Any) -> str:
+    """``value`` if the database can hold it as an ``external_id``, else ``BadItemError``:
+    a non-empty string of at most 255 characters, without NUL or lone surrogates (which
+    PostgreSQL and SQLite refuse; cleaning them would make two items one)."""
+    if not isinstance(value, str) or not value:
+        raise BadItemError(f"external id is not a non-empty string: {value!r:.80}")
+    if len(value) > MAX_ID:
+        raise BadItemError(f"external id longer than {MAX_ID} characters ({len(value)})")
+    if "\x00" in value:
+        raise BadItemError("external id contains NUL")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadItemError("external id is not valid Unicode (a lone surrogate)") from exc
+    return value
+
+
+def check_time(value: Any, *, now: float) -> datetime:
+    """``value`` if it is an aware datetime not more than ``FUTURE_SLACK`` ahead of ``now``."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise BadItemError(f"created_at is not an aware datetime: {value!r:.80}")
+    try:
+        stamp = value.timestamp()
+    except (OverflowError, OSError, ValueError) as exc:
+        raise BadItemError(f"created_at out of range: {value!r:.80}") from exc
+    if stamp > now + FUTURE_SLACK:
+        raise BadItemError(f"created_at in the future: {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def _clean_text(value: str) -> str:
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", errors="replace").decode("utf-8")
+    return value
+
+
+def storable(value: Any, depth: int = 0) -> Any:
+    """``value`` (a decoded payload) made storable as JSON on SQLite and PostgreSQL:
+    strings without NUL or lone surrogates, no infinities or NaN (PostgreSQL's ``json``
+    refuses them; they become ``None``), keys as strings. Deeper than 64 levels is cut."""
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= 64:
+        return None
+    if isinstance(value, dict):
+        return {_clean_text(str(k)): storable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v, depth + 1) for v in value]
+    return _clean_text(str(value))
+
+
+def check_mention(mention: Mention, *, now: float | None = None) -> Mention:
+    """``mention`` made safe to store, or ``BadItemError`` if it cannot be.
+
+    Its id must be storable as it is (``check_id``) and its time real and not in the future
+    (``check_time``); its text fields lose NUL and lone surrogates and its ``raw`` payload
+    becomes storable JSON (``storable``).
+    """
+    mention.external_id = check_id(mention.external_id)
+    mention.created_at = check_time(mention.created_at, now=time.time() if now is None else now)
+    for name in ("url", "author", "site", "title", "text"):
+        value = getattr(mention, name)
+        setattr(mention, name, _clean_text(value) if isinstance(value, str) else "")
+    if mention.language is not None:
+        language = mention.language if isinstance(mention.language, str) else ""
+        mention.language = _clean_text(language)[:16] or None
+    if mention.rating is not None and (
+        isinstance(mention.rating, bool) or not isinstance(mention.rating, int)
+    ):
+        raise BadItemError(f"rating is not an integer: {mention.rating!r:.40}")
+    mention.raw = storable(mention.raw) if isinstance(mention.raw, dict) else {}
+    return mention
 
 
 def require(mapping: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -101,6 +101,7 @@ class BlueskySource(Source):
         self.max_pages = max_pages
         self.handle = handle
         self._password = app_password
+        self.keep_secret(app_password)
         self._access: str | None = None
         self._refresh: str | None = None
 
@@ -119,6 +120,7 @@ class BlueskySource(Source):
         self._access = require(data, "accessJwt", str, "bluesky createSession")
         refresh = data.get("refreshJwt")
         self._refresh = refresh if isinstance(refresh, str) else None
+        self.keep_secret(self._access, self._refresh, slot="session")
 
     def _renew(self) -> None:
         """Refresh the session, or log in again when the refresh token is refused too."""
@@ -132,6 +134,7 @@ class BlueskySource(Source):
                 self._access = require(data, "accessJwt", str, "bluesky refreshSession")
                 refresh = data.get("refreshJwt")
                 self._refresh = refresh if isinstance(refresh, str) else None
+                self.keep_secret(self._access, self._refresh, slot="session")
                 return
             except FatalError:
                 logger.info("bluesky: refreshSession refused; logging in again")
@@ -210,9 +213,8 @@ class BlueskySource(Source):
             posts = require(data, "posts", list, "bluesky searchPosts")
             reached = False
             for post in posts:
-                item = self._mention(post)
+                item = self.parse_item(result, self._mention, post)
                 if item is None:
-                    result.skipped += 1
                     continue
                 mention, sort_at = item
                 if sort_at < since or (sort_at == since and mention.external_id in seen):
@@ -244,26 +246,21 @@ class BlueskySource(Source):
                 logger.warning("bluesky: unreadable cursor %r; backfilling", state)
         return datetime.fromtimestamp(self.backfill_start(), UTC), set()
 
-    def _mention(self, post: Any) -> tuple[Mention, datetime] | None:
-        try:
-            uri = post["uri"]
-            record = post["record"]
-            author = post.get("author")
-            if not isinstance(uri, str) or not isinstance(record, dict):
-                raise TypeError("post without uri/record")
-            indexed = from_iso(post["indexedAt"]) if post.get("indexedAt") else None
-            created = from_iso(record["createdAt"]) if record.get("createdAt") else indexed
-            if created is None:
-                raise ValueError("post without a time")
-        except (KeyError, TypeError, ValueError, AttributeError):
-            logger.warning("bluesky: skipped a malformed post")
-            return None
+    def _mention(self, post: Any) -> tuple[Mention, datetime]:
+        uri = post["uri"]
+        record = post["record"]
+        author = post.get("author")
+        if not isinstance(uri, str) or not isinstance(record, dict):
+            raise TypeError("post without uri/record")
+        indexed = from_iso(post["indexedAt"]) if post.get("indexedAt") else None
+        created = from_iso(record["createdAt"]) if record.get("createdAt") else indexed
+        if created is None:
+            raise ValueError("post without a time")
         handle = _str(author.get("handle")) if isinstance(author, dict) else ""
         did = _str(author.get("did")) if isinstance(author, dict) else ""
         url = post_url(uri, handle if handle and handle != "handle.invalid" else did)
         if url is None:
-            logger.warning("bluesky: skipped a post with an unexpected uri")
-            return None
+            raise ValueError(f"unexpected post uri {uri[:80]!r}")
         langs = record.get("langs")
         language = (
             langs[0][:16]
@@ -271,8 +268,7 @@ class BlueskySource(Source):
             else None
         )
         sort_at = min(created, indexed) if indexed is not None else created
-        mention = Mention(
-            source=self.type,
+        mention = self.mention(
             external_id=uri,
             url=url,
             author=handle or did,

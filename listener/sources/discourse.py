@@ -92,24 +92,14 @@ class DiscourseSource(Source):
             ids: list[int] = []
             reached = False
             for post in page:
-                post_id = post.get("id") if isinstance(post, dict) else None
-                if not isinstance(post_id, int) or isinstance(post_id, bool):
-                    logger.warning("discourse: skipped a post without an id")
-                    result.skipped += 1
+                item = self.parse_item(result, lambda p: self._post(p, known, watermark), post)
+                if item is None:
                     continue
+                post_id, mention, at_known = item
                 ids.append(post_id)
-                if known is not None and post_id <= known:
-                    reached = True
-                    continue
-                mention = self._mention(post)
-                if mention is None:
-                    if post.get("post_type") not in NOT_POSTS:
-                        result.skipped += 1
-                    continue
-                if known is None and mention.created_at.timestamp() <= watermark:
-                    reached = True
-                    continue
-                found.setdefault(post_id, mention)
+                reached = reached or at_known
+                if mention is not None:
+                    found.setdefault(post_id, mention)
             if reached or not ids:
                 return list(found.values())
             before = min(ids)
@@ -119,20 +109,37 @@ class DiscourseSource(Source):
         logger.warning("discourse: %s: stopped after %d pages", self.host, self.max_pages)
         return list(found.values())
 
-    def _mention(self, post: dict[str, Any]) -> Mention | None:
-        if post.get("post_type") in NOT_POSTS:
-            return None
-        try:
-            post_id = int(post["id"])
-            created = from_iso(post["created_at"])
-            topic_id = int(post["topic_id"])
-            number = int(post["post_number"])
-        except (KeyError, TypeError, ValueError, AttributeError):
-            logger.warning("discourse: skipped a malformed post")
-            return None
+    def _post(
+        self, post: Any, known: int | None, watermark: float
+    ) -> tuple[int, Mention | None, bool]:
+        """One entry of ``latest_posts``: ``(id, mention or None, reached)``. The mention is
+        ``None`` for a post that is not one (a small action, a whisper) and when the paging
+        has ``reached`` known ground (the stored id, or the backfill window). A malformed
+        post raises."""
+        post_id = post["id"]
+        if not isinstance(post_id, int) or isinstance(post_id, bool):
+            raise TypeError(f"post id is not an integer: {post_id!r:.40}")
+        if known is not None and post_id <= known:
+            return post_id, None, True
+        post_type = post.get("post_type", 1)
+        if post_type is not None and (
+            isinstance(post_type, bool) or not isinstance(post_type, int)
+        ):
+            raise TypeError(f"post_type is not an integer: {post_type!r:.40}")
+        if post_type in NOT_POSTS:
+            return post_id, None, False
+        mention = self._mention(post)
+        if known is None and mention.created_at.timestamp() <= watermark:
+            return post_id, None, True
+        return post_id, mention, False
+
+    def _mention(self, post: dict[str, Any]) -> Mention:
+        post_id = _integer(post["id"], "id")
+        created = from_iso(post["created_at"])
+        topic_id = _integer(post["topic_id"], "topic_id")
+        number = _integer(post["post_number"], "post_number")
         slug = text_of(post.get("topic_slug")) or "-"
-        return Mention(
-            source=self.type,
+        return self.mention(
             external_id=f"{self.host}:{post_id}",
             url=f"{self.base_url}/t/{slug}/{topic_id}/{number}",
             author=text_of(post.get("username")),
@@ -142,3 +149,14 @@ class DiscourseSource(Source):
             created_at=created,
             raw=post,
         )
+
+
+def _integer(value: Any, name: str) -> int:
+    """``value`` if it is an integer (an integral float too, as JSON may spell one)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} is a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise TypeError(f"{name} is not an integer: {value!r:.40}")

@@ -47,6 +47,7 @@ from .base import (
     logger,
     parse_retry_after,
     reset_seconds,
+    same_origin,
     text_of,
 )
 
@@ -152,6 +153,7 @@ class GitHubSource(Source):
         self.qualifiers = qualifiers.strip()
         self.per_page = per_page
         self.token = token
+        self.keep_secret(token)
         self.max_requests_per_term = max_requests_per_term
         limiter = self.http.limiter
         if token and abs(limiter.interval - 60.0 / self.default_requests_per_minute) < 1e-9:
@@ -237,17 +239,18 @@ class GitHubSource(Source):
                     total = data["total_count"]
                 items: list[Any] = data["items"]
                 for item in items:
-                    mention = self._issue(item)
+                    mention = self.parse_item(result, self._issue, item)
                     if mention is None:
-                        result.skipped += 1
                         continue
                     found.setdefault(mention.external_id, mention)
                     stamp = mention.created_at.timestamp()
                     oldest = stamp if oldest is None else min(oldest, stamp)
                 fetched += len(items)
-                following = response.links.get("next", {}).get("url")
+                following = _next_link(response)
                 if not items or not following or following in pages:
                     break
+                # The next page gets the token: only ever from the configured API.
+                same_origin(following, self.base_url)
                 if requests >= self.max_requests_per_term:
                     logger.warning("github: request cap reached for %r", term)
                     return
@@ -283,9 +286,8 @@ class GitHubSource(Source):
             if not isinstance(nodes, list):
                 raise BadPayloadError("github: GraphQL search has no 'nodes' list")
             for node in nodes:
-                mention = self._discussion(node)
+                mention = self.parse_item(result, self._discussion, node)
                 if mention is None:
-                    result.skipped += 1
                     continue
                 found.setdefault(mention.external_id, mention)
             info = search.get("pageInfo")
@@ -297,20 +299,15 @@ class GitHubSource(Source):
             tokens.add(after)
         logger.warning("github: request cap reached for discussions %r", term)
 
-    def _issue(self, item: Any) -> Mention | None:
-        try:
-            number = id_of(item["id"])
-            created = from_iso(item["created_at"])
-            url = item["html_url"]
-            if not isinstance(url, str) or not url.startswith("http"):
-                raise ValueError("no html_url")
-        except (KeyError, TypeError, ValueError, AttributeError):
-            logger.warning("github: skipped a malformed search item")
-            return None
+    def _issue(self, item: Any) -> Mention:
+        number = id_of(item["id"])
+        created = from_iso(item["created_at"])
+        url = item["html_url"]
+        if not isinstance(url, str) or not url.startswith("http"):
+            raise ValueError("no html_url")
         user = item.get("user")
         repository = text_of(item.get("repository_url"))
-        return Mention(
-            source=self.type,
+        return self.mention(
             external_id=number,
             url=url,
             author=text_of(user.get("login")) if isinstance(user, dict) else "",
@@ -321,20 +318,15 @@ class GitHubSource(Source):
             raw=item,
         )
 
-    def _discussion(self, node: Any) -> Mention | None:
-        try:
-            node_id = id_of(node["id"])
-            created = from_iso(node["createdAt"])
-            url = node["url"]
-            if not isinstance(url, str) or not url.startswith("http"):
-                raise ValueError("no url")
-        except (KeyError, TypeError, ValueError, AttributeError):
-            logger.warning("github: skipped a malformed discussion")
-            return None
+    def _discussion(self, node: Any) -> Mention:
+        node_id = id_of(node["id"])
+        created = from_iso(node["createdAt"])
+        url = node["url"]
+        if not isinstance(url, str) or not url.startswith("http"):
+            raise ValueError("no url")
         author = node.get("author")
         repository = node.get("repository")
-        return Mention(
-            source=self.type,
+        return self.mention(
             external_id=node_id,
             url=url,
             author=text_of(author.get("login")) if isinstance(author, dict) else "",
@@ -362,6 +354,15 @@ def _graphql_search(data: Any) -> dict[str, Any]:
     if not isinstance(search, dict):
         raise BadPayloadError("github: GraphQL answer has no data.search")
     return search
+
+
+def _next_link(response: httpx.Response) -> str | None:
+    """The ``Link: <…>; rel="next"`` URL of ``response``, if any (never raises)."""
+    try:
+        url = response.links.get("next", {}).get("url")
+    except Exception:  # a header httpx cannot split is no link at all
+        return None
+    return url if isinstance(url, str) and url else None
 
 
 def _advance(since: float, known: set[str], batch: Any) -> dict[str, Any]:

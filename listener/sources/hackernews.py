@@ -112,7 +112,7 @@ class HackerNewsSource(Source):
                     raise BadPayloadError("hackernews: answer has no 'hits' list")
                 hits: list[Any] = data["hits"]
                 for hit in hits:
-                    mention = self._mention(hit, result)
+                    mention = self.parse_item(result, self._mention, hit)
                     if mention is None:
                         continue
                     found.setdefault(mention.external_id, mention)
@@ -137,14 +137,9 @@ class HackerNewsSource(Source):
             # More hits than Algolia will page through: read the older part of the window.
             upper = oldest
 
-    def _mention(self, hit: Any, result: PollResult) -> Mention | None:
-        try:
-            object_id = id_of(hit["objectID"])
-            created = from_unix(hit["created_at_i"])
-        except (KeyError, TypeError, ValueError, OverflowError, OSError):
-            logger.warning("hackernews: skipped a hit without objectID/created_at_i")
-            result.skipped += 1
-            return None
+    def _mention(self, hit: Any) -> Mention:
+        object_id = id_of(hit["objectID"])
+        created = from_unix(hit["created_at_i"])
         tags = hit.get("_tags") if isinstance(hit.get("_tags"), list) else []
         is_comment = "comment" in tags or isinstance(hit.get("comment_text"), str)
         if is_comment:
@@ -153,8 +148,7 @@ class HackerNewsSource(Source):
         else:
             title = html_to_text(hit.get("title"))
             text = html_to_text(hit.get("story_text"))
-        return Mention(
-            source=self.type,
+        return self.mention(
             external_id=object_id,
             url=ITEM_URL.format(id=object_id),
             author=text_of(hit.get("author")),

@@ -108,6 +108,7 @@ class MastodonSource(Source):
         self.search = search
         self.limit = limit
         self.max_pages = max_pages
+        self.keep_secret(access_token)
         self._headers: Mapping[str, str] | None = (
             {"Authorization": f"Bearer {access_token}"} if access_token else None
         )
@@ -207,9 +208,8 @@ class MastodonSource(Source):
         """Turn a page into mentions (those newer than ``floor``); return its newest id."""
         newest: str | None = None
         for status in statuses:
-            mention = self._mention(status)
+            mention = self.parse_item(result, self._mention, status)
             if mention is None:
-                result.skipped += 1
                 continue
             status_id = status["id"]
             if id_key(status_id) <= id_key(floor):
@@ -218,15 +218,11 @@ class MastodonSource(Source):
             found.setdefault(mention.external_id, mention)
         return newest
 
-    def _mention(self, status: Any) -> Mention | None:
-        try:
-            status_id = status["id"]
-            if not isinstance(status_id, str) or not status_id:
-                raise TypeError("status id is not a string")
-            created = from_iso(status["created_at"])
-        except (KeyError, TypeError, ValueError, AttributeError):
-            logger.warning("mastodon: skipped a malformed status")
-            return None
+    def _mention(self, status: Any) -> Mention:
+        status_id = status["id"]
+        if not isinstance(status_id, str) or not status_id or len(status_id) > 64:
+            raise TypeError("status id is not a string (of at most 64 characters)")
+        created = from_iso(status["created_at"])
         account = status.get("account")
         author = _str(account.get("acct")) if isinstance(account, dict) else ""
         uri = _str(status.get("uri"))
@@ -236,8 +232,7 @@ class MastodonSource(Source):
         # The ActivityPub uri is global: the same status seen through two instances is one.
         external_id = uri if uri and len(uri) <= 255 else f"{self.site}/{status_id}"
         language = _str(status.get("language"))[:16] or None
-        return Mention(
-            source=self.type,
+        return self.mention(
             external_id=external_id,
             url=url,
             author=author,

@@ -47,6 +47,8 @@ from .base import (
     SourceError,
     SourceOptions,
     decode_json,
+    describe,
+    explain,
     from_unix,
     id_of,
     logger,
@@ -141,6 +143,7 @@ class RedditSource(Source):
         self._client_secret = client_secret or ""
         self._username = username or ""
         self._password = password or ""
+        self.keep_secret(client_secret, password)
         if user_agent:
             self.user_agent: str | None = user_agent
         elif self.oauth:
@@ -265,11 +268,9 @@ class RedditSource(Source):
             raise BadPayloadError("reddit: Listing has no 'children' list")
         mentions = []
         for child in children:
-            mention = self._mention(child)
-            if mention is None:
-                result.skipped += 1
-                continue
-            mentions.append(mention)
+            mention = self.parse_item(result, self._mention, child)
+            if mention is not None:
+                mentions.append(mention)
         after = listing.get("after")
         return mentions, after if isinstance(after, str) else None, len(children)
 
@@ -297,6 +298,7 @@ class RedditSource(Source):
         with self._token_lock:
             if self._token is None or self.clock() >= self._expires:
                 self._token, lifetime = self._fetch_token()
+                self.keep_secret(self._token, slot="token")
                 self._expires = self.clock() + max(0.0, lifetime - TOKEN_MARGIN)
             return self._token
 
@@ -330,9 +332,10 @@ class RedditSource(Source):
                 **extra,
             )
         except httpx.TimeoutException as exc:
-            raise RetriableError("timeout: POST reddit access_token") from exc
+            raise RetriableError(f"timeout: POST reddit access_token: {describe(exc)}") from exc
         except httpx.HTTPError as exc:
-            raise RetriableError(f"{type(exc).__name__}: POST reddit access_token") from exc
+            label, message = explain(exc)
+            raise RetriableError(f"{label}: POST reddit access_token: {message}") from exc
         http.limiter.observe(response.headers)
         status = response.status_code
         if status == 429:
@@ -365,17 +368,13 @@ class RedditSource(Source):
             lifetime = 3600.0
         return token, float(lifetime)
 
-    def _mention(self, child: Any) -> Mention | None:
-        try:
-            kind = child["kind"]
-            item = child["data"]
-            name = id_of(item["name"])
-            created = from_unix(item["created_utc"])
-            if not isinstance(item, dict):
-                raise TypeError("data is not an object")
-        except (KeyError, TypeError, ValueError, OverflowError, OSError):
-            logger.warning("reddit: skipped a malformed listing child")
-            return None
+    def _mention(self, child: Any) -> Mention:
+        kind = child["kind"]
+        item = child["data"]
+        if not isinstance(item, dict):
+            raise TypeError("data is not an object")
+        name = id_of(item["name"])
+        created = from_unix(item["created_utc"])
         permalink = text_of(item.get("permalink"))
         link_permalink = text_of(item.get("link_permalink"))
         if permalink:
@@ -388,8 +387,7 @@ class RedditSource(Source):
             title, text = text_of(item.get("title")), text_of(item.get("selftext"))
         else:
             title, text = "", text_of(item.get("body"))
-        return Mention(
-            source=self.type,
+        return self.mention(
             external_id=name,
             url=url,
             author=text_of(item.get("author")),

@@ -19,6 +19,7 @@ turned into plain text like every entry's HTML.
 from __future__ import annotations
 
 import calendar
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -28,6 +29,7 @@ from pydantic import Field
 
 from ..models import Mention
 from .base import (
+    MAX_ID,
     BadPayloadError,
     Cursor,
     PollResult,
@@ -35,7 +37,6 @@ from .base import (
     SourceError,
     SourceOptions,
     html_to_text,
-    logger,
     text_of,
 )
 
@@ -48,9 +49,31 @@ REDIRECT_HOSTS = frozenset({"www.google.com", "google.com"})
 MAX_SEEN = 500
 
 
+def web_link(link: str) -> str:
+    """``link`` if it is an http(s) URL with a host that parses, else ``""``."""
+    try:
+        parts = urlsplit(link)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # http://[::1/ and friends
+        ok = False
+    return link if ok else ""
+
+
+def entry_key(entry_id: str) -> str:
+    """An entry's ``external_id``: its id, or, when longer than the database holds, a digest
+    of it (cutting it would make two entries with a common start one)."""
+    if len(entry_id) <= MAX_ID:
+        return entry_id
+    digest = hashlib.sha256(entry_id.encode("utf-8", errors="surrogatepass")).hexdigest()
+    return f"sha256:{digest}"
+
+
 def unwrap_link(link: str) -> str:
     """The target of a Google redirect link (``google.com/url?...&url=<target>``), else ``link``."""
-    parts = urlsplit(link)
+    try:
+        parts = urlsplit(link)
+    except ValueError:
+        return link
     if parts.hostname in REDIRECT_HOSTS and parts.path == "/url":
         query = parse_qs(parts.query)
         for key in ("url", "q"):
@@ -137,9 +160,8 @@ class RssSource(Source):
         mentions: list[Mention] = []
         ids: list[str] = []
         for entry in parsed.entries:
-            mention = self._mention(entry, url, fetched)
+            mention = self.parse_item(result, lambda e: self._mention(e, url, fetched), entry)
             if mention is None:
-                result.skipped += 1
                 continue
             ids.append(mention.external_id)
             if mention.external_id in seen:
@@ -161,12 +183,12 @@ class RssSource(Source):
                 state[key] = value
         return mentions, state
 
-    def _mention(self, entry: Any, feed: str, fetched: float) -> Mention | None:
-        link = unwrap_link(text_of(entry.get("link")))
-        entry_id = text_of(entry.get("id")) or link
+    def _mention(self, entry: Any, feed: str, fetched: float) -> Mention:
+        unwrapped = unwrap_link(text_of(entry.get("link")))
+        link = web_link(unwrapped)
+        entry_id = text_of(entry.get("id")) or unwrapped
         if not entry_id:
-            logger.warning("rss: skipped an entry without id or link in %s", feed)
-            return None
+            raise ValueError("entry without id or link")
         when = _when(entry)
         content = entry.get("content")
         body = ""
@@ -184,12 +206,11 @@ class RssSource(Source):
             "feed": feed,
             "dated": when is not None,
         }
-        return Mention(
-            source=self.type,
-            external_id=entry_id[:255],
-            url=link if link.startswith(("http://", "https://")) else feed,
+        return self.mention(
+            external_id=entry_key(entry_id),
+            url=link or feed,
             author=author,
-            site=(urlsplit(link).hostname or "") if link else (urlsplit(feed).hostname or ""),
+            site=urlsplit(link or feed).hostname or "",
             title=html_to_text(entry.get("title")),
             text=html_to_text(body),
             created_at=when or datetime.fromtimestamp(fetched, UTC),

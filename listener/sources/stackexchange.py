@@ -43,6 +43,7 @@ from .base import (
     Source,
     SourceError,
     SourceOptions,
+    bounded_seconds,
     from_unix,
     html_to_text,
     logger,
@@ -117,6 +118,7 @@ class StackExchangeSource(Source):
         self.pagesize = pagesize
         self.max_pages = max_pages
         self.api_key = api_key
+        self.keep_secret(api_key)
         #: Unix time before which the API asked not to be called (its ``backoff``).
         self.backoff_until = 0.0
         #: The last ``quota_remaining`` the API reported (None: not seen yet).
@@ -131,8 +133,12 @@ class StackExchangeSource(Source):
         }
         result = PollResult(mentions=[], cursor={**stored, "sites": sites})
         until = stored.get("backoff_until")
-        if isinstance(until, int | float):
-            self.backoff_until = max(self.backoff_until, float(until))
+        if isinstance(until, int | float) and not isinstance(until, bool):
+            # A stored deadline is bounded too (a cursor written before the bound, or by
+            # hand, must not hold the source back for ever).
+            left = bounded_seconds(float(until) - self.clock())
+            if left is not None:
+                self.backoff_until = max(self.backoff_until, self.clock() + left)
         start = self.http.requests
         found: dict[str, Mention] = {}
         stop = False
@@ -183,10 +189,14 @@ class StackExchangeSource(Source):
         )
         if not isinstance(data, dict):
             raise BadPayloadError("stackexchange: answer is not an object")
-        backoff = data.get("backoff")
-        if isinstance(backoff, int | float) and not isinstance(backoff, bool) and backoff > 0:
-            logger.info("stackexchange: backoff %ss requested", backoff)
-            self.backoff_until = max(self.backoff_until, self.clock() + float(backoff))
+        if "backoff" in data:
+            raw = data["backoff"]
+            backoff = None if isinstance(raw, str) else bounded_seconds(raw)
+            if backoff is None:
+                logger.warning("stackexchange: unreadable backoff %.40r ignored", raw)
+            elif backoff > 0:
+                logger.info("stackexchange: backoff %ss requested", backoff)
+                self.backoff_until = max(self.backoff_until, self.clock() + backoff)
         quota = data.get("quota_remaining")
         if isinstance(quota, int) and not isinstance(quota, bool):
             self.quota_remaining = quota
@@ -224,9 +234,8 @@ class StackExchangeSource(Source):
             items = require(data, "items", list, "stackexchange search/advanced")
             reached, fresh = False, 0
             for item in items:
-                parsed = self._mention(item, site)
+                parsed = self.parse_item(result, lambda i: self._mention(i, site), item)
                 if parsed is None:
-                    result.skipped += 1
                     continue
                 mention, created = parsed
                 if created < since or (created == since and mention.external_id in seen):
@@ -257,25 +266,20 @@ class StackExchangeSource(Source):
             return state["from"], seen
         return int(self.backfill_start()), set()
 
-    def _mention(self, item: Any, site: str) -> tuple[Mention, int] | None:
-        try:
-            question_id = item["question_id"]
-            if isinstance(question_id, bool) or not isinstance(question_id, int):
-                raise TypeError("question_id is not an integer")
-            stamp = item["creation_date"]
-            if isinstance(stamp, bool) or not isinstance(stamp, int):
-                raise TypeError("creation_date is not an integer")
-            created = from_unix(stamp)
-        except (KeyError, TypeError, ValueError, OverflowError, OSError):
-            logger.warning("stackexchange: skipped a malformed question")
-            return None
+    def _mention(self, item: Any, site: str) -> tuple[Mention, int]:
+        question_id = item["question_id"]
+        if isinstance(question_id, bool) or not isinstance(question_id, int):
+            raise TypeError("question_id is not an integer")
+        stamp = item["creation_date"]
+        if isinstance(stamp, bool) or not isinstance(stamp, int):
+            raise TypeError("creation_date is not an integer")
+        created = from_unix(stamp)
         link = _str(item.get("link"))
         if not link.startswith(("https://", "http://")):
             link = f"https://{_domain(site)}/q/{question_id}"
         owner = item.get("owner")
         author = html_to_text(_str(owner.get("display_name"))) if isinstance(owner, dict) else ""
-        mention = Mention(
-            source=self.type,
+        mention = self.mention(
             external_id=f"{site}:{question_id}",
             url=link,
             author=author,
