@@ -163,6 +163,25 @@ def test_discourse_post_type_of_the_wrong_type_and_an_infinite_topic_id() -> Non
     assert result.cursor.get("post_id")
 
 
+def test_a_reddit_item_with_an_old_time_does_not_hide_the_rest_of_the_page() -> None:
+    case = CASE["reddit"]
+    pages = with_body(
+        case,
+        "reddit/r_kakapo_comments_page1.json",
+        lambda body: body["data"]["children"][1]["data"].update(created_utc=-1),
+    )
+    result = poll(case, pages)  # the walk stopped at the second comment, dropping 14
+    assert result.errors == [] and len(result.mentions) == case.count - 1
+
+
+def test_an_rss_entry_with_a_surrogate_reference_does_not_break_the_feed() -> None:
+    case = CASE["rss-google-alerts"]
+    xml = (REAL / "google_alerts/google_alert_slack.xml").read_bytes()
+    xml = xml.replace(b'<title type="html">', b'<title type="html">&#xD800;', 1)
+    result = poll(case, [ServeFeed(case.pages[0].url, content=xml)])  # feedparser raised
+    assert result.errors == [] and len(result.mentions) == case.count
+
+
 def test_an_rss_entry_with_a_broken_link_is_kept_with_the_feed_link() -> None:
     case = CASE["rss-google-alerts"]
     xml = (REAL / "google_alerts/google_alert_slack.xml").read_bytes()

@@ -111,7 +111,7 @@ class AppStoreSource(Source):
                 raise BadPayloadError("appstore: 'entry' is neither a list nor an object")
             reached = False
             for entry in entries:
-                if not isinstance(entry, dict) or "im:rating" not in entry:
+                if isinstance(entry, dict) and "im:rating" not in entry:
                     continue  # the app's own metadata entry in older feeds
                 review = self.parse_item(result, lambda e: self._mention(e, country), entry)
                 if review is None:
@@ -124,7 +124,9 @@ class AppStoreSource(Source):
                 break
         return reviews
 
-    def _mention(self, entry: dict[str, Any], country: str) -> Mention:
+    def _mention(self, entry: Any, country: str) -> Mention:
+        if not isinstance(entry, dict):
+            raise TypeError(f"review entry is not an object: {entry!r:.40}")
         review_id = _label(entry, "id")
         rating = int(_label(entry, "im:rating"))
         created = from_iso(_label(entry, "updated"))

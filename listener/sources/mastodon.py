@@ -58,11 +58,23 @@ def _newer(a: str | None, b: str | None) -> str | None:
 
 
 def _link_param(response: httpx.Response, rel: str, name: str) -> str | None:
-    """The query parameter ``name`` of the ``Link`` header's ``rel`` URL, if any."""
+    """The query parameter ``name`` of the ``Link`` header's ``rel`` URL, if any.
+
+    Only a link to the instance that answered counts (a link elsewhere could make the
+    source jump past statuses); an unreadable one is none.
+    """
     try:
         url = response.links.get(rel, {}).get("url")
-        return httpx.URL(url).params.get(name) if url else None
-    except (httpx.InvalidURL, ValueError):
+        if not url:
+            return None
+        link = httpx.URL(url)
+        asked = response.request.url
+        if (link.scheme, link.host, link.port) != (asked.scheme, asked.host, asked.port):
+            logger.warning("mastodon: ignored a Link to another origin: %.80s", url)
+            return None
+        value = link.params.get(name)
+        return value if value and len(value) <= 64 else None
+    except (httpx.InvalidURL, ValueError, TypeError, UnicodeError):
         return None
 
 

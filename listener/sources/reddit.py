@@ -245,11 +245,15 @@ class RedditSource(Source):
         for _ in range(self.max_pages):
             params = {**query, "after": after} if after else dict(query)
             page, after, _ = self._page(url, params, result)
+            reached = False
             for mention in page:
+                # The rest of the page is still read: one item with a wrong time must not
+                # hide the ones after it.
                 if mention.external_id == known or mention.created_at.timestamp() <= watermark:
-                    return items
+                    reached = True
+                    continue
                 items.append(mention)
-            if not after or after in tokens:
+            if reached or not after or after in tokens:
                 return items
             tokens.add(after)
         logger.warning("reddit: %s: stopped after %d pages", url, self.max_pages)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -36,6 +37,7 @@ from .base import (
     Source,
     SourceError,
     SourceOptions,
+    describe,
     html_to_text,
     text_of,
 )
@@ -47,6 +49,23 @@ ACCEPT = (
 REDIRECT_HOSTS = frozenset({"www.google.com", "google.com"})
 #: At most this many entry ids are kept per feed in the cursor.
 MAX_SEEN = 500
+
+
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]{1,8})|([0-9]{1,10}));")
+
+
+def _safe_ref(match: re.Match[bytes]) -> bytes:
+    hexa, decimal = match.groups()
+    point = int(hexa, 16) if hexa else int(decimal)
+    if point == 0 or 0xD800 <= point <= 0xDFFF or point > 0x10FFFF:
+        return b"&#xFFFD;"  # feedparser raised on a lone surrogate's reference
+    return match.group(0)
+
+
+def defuse(content: bytes) -> bytes:
+    """``content`` with character references no text can hold (NUL, surrogates, beyond
+    U+10FFFF) replaced by U+FFFD: one such entry made the whole feed unreadable."""
+    return _CHAR_REF.sub(_safe_ref, content) if b"&#" in content else content
 
 
 def web_link(link: str) -> str:
@@ -144,10 +163,14 @@ class RssSource(Source):
             return [], state
         import feedparser  # only where a feed is configured (it costs ~9 MB)
 
-        parsed = feedparser.parse(
-            response.content,
-            response_headers={"content-type": response.headers.get("content-type", "")},
-        )
+        try:
+            parsed = feedparser.parse(
+                defuse(response.content),
+                response_headers={"content-type": response.headers.get("content-type", "")},
+            )
+        except Exception as exc:  # feedparser is lenient; what it still trips on is junk
+            where = url.split("?", 1)[0]
+            raise BadPayloadError(f"rss: {where} could not be parsed: {describe(exc)}") from exc
         if not parsed.get("version") and not parsed.entries:
             problem = parsed.get("bozo_exception")
             raise BadPayloadError(f"rss: {url.split('?', 1)[0]} is not a feed: {problem}")
