@@ -47,7 +47,7 @@ def sources() -> list[Any]:
     ]
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(body=json_values)
 def test_any_json_answer_is_parsed_or_rejected_cleanly(body: Any) -> None:
     with respx.mock(assert_all_called=False) as router:
@@ -60,7 +60,7 @@ def test_any_json_answer_is_parsed_or_rejected_cleanly(body: Any) -> None:
                 assert mention.external_id
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)  # no wall-clock deadlines (house rule)
 @given(
     hit=st.dictionaries(
         st.sampled_from(

@@ -67,14 +67,16 @@ def poll(case: SourceCase, pages: list[Serve], cursor: Any = None) -> Any:
         return source.poll(cursor, case.terms)
 
 
-def set_first(key: str, value: Any, *, under: str | None = None, path: str = "") -> Any:
-    """A change that sets ``key`` of the first item of the list at ``path`` (dotted)."""
+def set_first(
+    key: str, value: Any, *, under: str | None = None, path: str = "", index: int = 0
+) -> Any:
+    """A change that sets ``key`` of item ``index`` of the list at ``path`` (dotted)."""
 
     def change(body: Any) -> Any:
         items = body
         for part in filter(None, path.split(".")):
             items = items[part]
-        item = items[0]
+        item = items[index]
         if under:
             item = item[under]
         item[key] = value
@@ -89,7 +91,8 @@ OUT_OF_RANGE = {
     # from_iso raised OverflowError on these, and the callers caught only ValueError.
     "mastodon": (
         "mastodon/timelines_tag_page2_max_id.json",
-        lambda b: set_first("created_at", "0001-01-01T00:00:00+05:00")(b),
+        # The oldest status of the page (the newest one's id carries the paging on).
+        lambda b: set_first("created_at", "0001-01-01T00:00:00+05:00", index=-1)(b),
     ),
     "bluesky": (
         "bluesky/searchPosts_q_redistricting.json",
