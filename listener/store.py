@@ -9,6 +9,7 @@ moves past an item that was not stored) nor double one (a stored item is never q
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -661,8 +662,11 @@ def _delivery_row(
     payload: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     now = utcnow()
+    if len(key) > 255:
+        # Cutting would make two long keys one (two alerts, one sent): keep a digest.
+        key = f"{key[:190]}~{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()}"
     return {
-        "idempotency_key": key[:255],
+        "idempotency_key": key,
         "mention_id": mention_id,
         "channel": channel,
         "kind": kind,

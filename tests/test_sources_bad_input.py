@@ -259,6 +259,21 @@ def test_an_item_the_database_refuses_is_skipped_and_the_rest_stored(
             assert stored is not None and stored.raw["points"] is None
 
 
+def test_two_long_ids_with_one_start_get_an_alert_each(store: Store) -> None:
+    # Outbox keys were cut at 255 characters: the second alert's key was the first's.
+    page = hn_page(
+        lambda hit: hit.update(objectID="7" * 250 + "a"),
+        lambda hit: hit.update(objectID="7" * 250 + "b"),
+    )
+    with respx.mock(assert_all_mocked=True) as router:
+        router.get(url__regex=rf"{HN}/search_by_date").respond(200, json=page)
+        report = pipeline(store).poll(hn_source(), force=True)
+    assert report.stored == 4 and report.queued == 4
+    with Session(store.engine) as session:
+        keys = [row.idempotency_key for row in session.exec(select(Delivery)).all()]
+    assert len(set(keys)) == 4 and all(len(key) <= 255 for key in keys)
+
+
 # -- hostile headers and API pauses -------------------------------------------------------
 
 
