@@ -274,6 +274,42 @@ TARGETS = [
             "topic_title",
         ),
     ),
+    Target(
+        "appstoreconnect",
+        "appstoreconnect/customerReviews_page2_include_response.json",
+        ("data",),
+        ident_at("id"),
+        frozenset({"createdDate"}),
+        reads=(
+            "id",
+            "type",
+            "attributes",
+            "attributes.createdDate",
+            "attributes.rating",
+            "attributes.title",
+            "attributes.body",
+            "attributes.reviewerNickname",
+            "attributes.territory",
+            "relationships",
+        ),
+    ),
+    Target(
+        "googleplay",
+        "googleplay/reviews_list.json",
+        ("reviews",),
+        ident_at("reviewId"),
+        frozenset({"lastModified", "seconds"}),
+        reads=(
+            "reviewId",
+            "authorName",
+            "comments",
+            "comments.0",
+            "comments.0.userComment",
+            "comments.0.userComment.text",
+            "comments.0.userComment.lastModified",
+            "comments.0.userComment.starRating",
+        ),
+    ),
 ]
 CASE = {case.id: case for case in CASES}
 NOW = datetime.now(UTC)
@@ -299,7 +335,7 @@ def mutate(rng: random.Random, item: Any, reads: tuple[str, ...]) -> tuple[Any, 
     if not paths or rng.random() < 0.04:
         value = rng.choice(HOSTILE)
         return value, "", f"item = {value!r:.60}"
-    wanted = [tuple(r.split(".")) for r in reads]
+    wanted = [tuple(int(k) if k.isdigit() else k for k in r.split(".")) for r in reads]
     present = [p for p in wanted if p in paths]
     path = rng.choice(present) if present and rng.random() < 0.7 else rng.choice(paths)
     parent = item
@@ -328,12 +364,16 @@ def items_of(body: Any, path: tuple[str, ...]) -> list[Any]:
     return body
 
 
-def transport(case: SourceCase, page: Serve, replacement: httpx.Response) -> httpx.MockTransport:
-    """The case's API with ``page`` answering ``replacement`` (routes as in the contract)."""
+def transport(
+    case: SourceCase, page: Serve | None, replacement: httpx.Response | None
+) -> httpx.MockTransport:
+    """The case's API with ``page`` answering ``replacement`` (routes as in the contract);
+    without a page, the case's empty answers."""
+    pages = case.pages if page is not None else case.empty
 
     def handle(request: httpx.Request) -> httpx.Response:
         url = str(request.url)
-        for serve in [*case.support, *case.pages]:
+        for serve in [*case.support, *pages]:
             if request.method == serve.method and re.search(serve.url, url):
                 return replacement if serve is page else serve.response()
         return httpx.Response(404, json={"error": "not served"})
@@ -341,7 +381,7 @@ def transport(case: SourceCase, page: Serve, replacement: httpx.Response) -> htt
     return httpx.MockTransport(handle)
 
 
-def run(case: SourceCase, page: Serve, replacement: httpx.Response) -> PollResult:
+def run(case: SourceCase, page: Serve | None, replacement: httpx.Response | None) -> PollResult:
     fake = FakeTime()
     limiter = RateLimiter(None, clock=fake.clock, sleep=fake.sleep, max_wait=5)
     http = SourceHttp(httpx.Client(transport=transport(case, page, replacement)), limiter)
@@ -408,7 +448,7 @@ def test_fuzzed_items_never_fail_a_poll(target: Target, stores: list[Store]) -> 
     del items_of(clean_body, target.items)[target.keep :]
     clean = run(case, page, respond(page, encode(clean_body)))
     assert clean.errors == [] and clean.skipped == 0
-    empty_cursor = run(case, page, respond(page, encode(_emptied(clean_body, target)))).cursor
+    empty_cursor = run(case, None, None).cursor  # the cursor of a poll that read nothing
     items = items_of(clean_body, target.items)
     page_ids = [target.ident(item) for item in items]
     rng = random.Random(f"{SEED}:{target.case}")
@@ -443,17 +483,11 @@ def test_fuzzed_items_never_fail_a_poll(target: Target, stores: list[Store]) -> 
             outcomes["skipped"] += 1
         else:
             outcomes["kept"] += 1
-        if len(items) > 1:
+        if result.mentions:
             assert result.cursor != empty_cursor, f"{label}: the cursor did not move"
         store_all(stores, result, f"fuzz-{target.case}")
     # The mix is part of the test: a fuzz that never skips or never keeps tests little.
     assert outcomes["skipped"] >= 1 and outcomes["kept"] >= 1, outcomes
-
-
-def _emptied(body: Any, target: Target) -> Any:
-    body = copy.deepcopy(body)
-    items_of(body, target.items).clear()
-    return body
 
 
 @pytest.mark.parametrize("target", [t for t in TARGETS if t.headers], ids=lambda t: t.case)

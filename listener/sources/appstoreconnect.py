@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Annotated, Any, ClassVar
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BeforeValidator, Field
@@ -53,6 +53,7 @@ from .base import (
     from_iso,
     logger,
     parse_retry_after,
+    same_origin,
     text_of,
 )
 
@@ -169,6 +170,7 @@ class AppStoreConnectSource(Source):
         self.key_id, self.issuer_id, self._key = _credentials(
             key_id, issuer_id, private_key, private_key_file
         )
+        self.keep_secret(private_key)
         self._tokens = auth.TokenCache(self._make_token, self.clock)
 
     @classmethod
@@ -181,6 +183,7 @@ class AppStoreConnectSource(Source):
         now = int(self.clock())
         claims = {"iss": self.issuer_id, "iat": now, "exp": now + TOKEN_LIFETIME, "aud": AUDIENCE}
         token = auth.sign(claims, self._key, "ES256", {"kid": self.key_id, "typ": "JWT"})
+        self.keep_secret(token, slot="token")
         return token, float(TOKEN_LIFETIME)
 
     def _get(self, url: str, params: Mapping[str, Any] | None) -> Any:
@@ -245,9 +248,8 @@ class AppStoreConnectSource(Source):
             items, responses, next_url = _page_parts(data)
             reached = False
             for item in items:
-                review = self._mention(item, responses)
+                review = self.parse_item(result, partial(self._mention, responses=responses), item)
                 if review is None:
-                    result.skipped += 1
                     continue
                 stamp = review.created_at.timestamp()
                 if stamp < int(since) or (int(stamp) == int(since) and review.external_id in known):
@@ -268,32 +270,22 @@ class AppStoreConnectSource(Source):
 
     def _next(self, link: str) -> str:
         """``links.next``, only on the API's own origin (the bearer token goes with it)."""
-        base, nxt = urlsplit(self.base_url), urlsplit(link)
-        if (nxt.scheme, nxt.netloc) != (base.scheme, base.netloc):
-            raise BadPayloadError("appstoreconnect: links.next points outside the API's origin")
-        return link
+        return same_origin(link, self.base_url)
 
-    def _mention(self, item: Any, responses: Mapping[str, dict[str, Any]]) -> Mention | None:
-        try:
-            if item.get("type") != "customerReviews":
-                raise ValueError("not a customer review")
-            review_id = item["id"]
-            attributes = item["attributes"]
-            if not isinstance(review_id, str) or not review_id or len(review_id) > 255:
-                raise ValueError("no id")
-            created = from_iso(attributes["createdDate"])
-            rating = attributes.get("rating")
-            if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-                raise ValueError("no rating")
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
-            logger.warning("appstoreconnect: skipped a malformed review")
-            return None
+    def _mention(self, item: Any, responses: Mapping[str, dict[str, Any]]) -> Mention:
+        if item.get("type") != "customerReviews":
+            raise ValueError("not a customer review")
+        review_id = item["id"]
+        attributes = item["attributes"]
+        created = from_iso(attributes["createdDate"])
+        rating = attributes.get("rating")
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+            raise ValueError(f"no rating: {rating!r:.20}")
         response = responses.get(_response_id(item) or "")
         raw = dict(item)
         if response is not None:
             raw["response"] = response
-        mention = Mention(
-            source=self.type,
+        mention = self.mention(
             external_id=review_id,
             url=f"https://apps.apple.com/app/id{self.app_id}?see-all=reviews",
             author=text_of(attributes.get("reviewerNickname")),

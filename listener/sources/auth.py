@@ -29,6 +29,8 @@ from .base import (
     RetriableError,
     SourceHttp,
     decode_json,
+    describe,
+    explain,
     parse_retry_after,
 )
 
@@ -143,9 +145,10 @@ def post_form(http: SourceHttp, url: str, data: Mapping[str, str], what: str) ->
     try:
         response = http.client.post(url, data=dict(data), **extra)
     except httpx.TimeoutException as exc:
-        raise RetriableError(f"timeout: {what}") from exc
+        raise RetriableError(f"timeout: {what}: {describe(exc)}") from exc
     except httpx.HTTPError as exc:
-        raise RetriableError(f"{type(exc).__name__}: {what}") from exc
+        label, message = explain(exc)
+        raise RetriableError(f"{label}: {what}: {message}".rstrip(": ")) from exc
     http.limiter.observe(response.headers)
     status = response.status_code
     if status == 429:

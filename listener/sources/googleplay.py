@@ -160,6 +160,7 @@ class GooglePlaySource(Source):
         self.client_email: str = account["client_email"]
         self._key_id = text_of(account.get("private_key_id"))
         self._key = account["key"]
+        self.keep_secret(text_of(account.get("private_key")), service_account_json)
         uri = text_of(account.get("token_uri"))
         self.token_url = token_url or (uri if uri.startswith(("https://", "http://")) else "")
         self.token_url = self.token_url or TOKEN_URL
@@ -207,6 +208,7 @@ class GooglePlaySource(Source):
         token = data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise BadPayloadError("Google OAuth token: answer has no access_token")
+        self.keep_secret(token, slot="token")
         lifetime = data.get("expires_in")
         if isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
             lifetime = 3600.0
@@ -264,9 +266,8 @@ class GooglePlaySource(Source):
                 raise BadPayloadError("googleplay: 'reviews' is not a list")
             reached = False
             for item in items:
-                review = self._mention(item)
+                review = self.parse_item(result, self._mention, item)
                 if review is None:
-                    result.skipped += 1
                     continue
                 stamp = int(review.created_at.timestamp())
                 if stamp < int(since) or (stamp == int(since) and review.external_id in known):
@@ -288,30 +289,23 @@ class GooglePlaySource(Source):
         )
         return reviews
 
-    def _mention(self, item: Any) -> Mention | None:
-        try:
-            review_id = item["reviewId"]
-            if not isinstance(review_id, str) or not review_id or len(review_id) > 255:
-                raise ValueError("no reviewId")
-            comments = item["comments"]
-            user = next(c["userComment"] for c in comments if "userComment" in c)
-            modified = _timestamp(user["lastModified"])
-            rating = user.get("starRating")
-            if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-                raise ValueError("no starRating")
-            text = user["text"]
-            if not isinstance(text, str):
-                raise ValueError("no text")
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, StopIteration):
-            logger.warning("googleplay: skipped a malformed review")
-            return None
+    def _mention(self, item: Any) -> Mention:
+        review_id = item["reviewId"]
+        comments = item["comments"]
+        user = next(c["userComment"] for c in comments if "userComment" in c)
+        modified = _timestamp(user["lastModified"])
+        rating = user.get("starRating")
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+            raise ValueError(f"no starRating: {rating!r:.20}")
+        text = user["text"]
+        if not isinstance(text, str):
+            raise ValueError("no text")
         title, _, body = text.partition("\t") if "\t" in text else ("", "", text)
         reply = next(
             (c["developerComment"] for c in comments if "developerComment" in c),
             None,
         )
-        mention = Mention(
-            source=self.type,
+        mention = self.mention(
             external_id=review_id,
             url=(
                 f"https://play.google.com/store/apps/details?id={self.package_name}"
