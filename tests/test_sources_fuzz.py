@@ -45,7 +45,7 @@ from .contract import REAL, FakeTime, Serve, SourceCase, load_fixture
 from .test_source_contract import CASES, ServeFeed
 
 SEED = int(os.environ.get("EARSHOT_FUZZ_SEED", "15"))
-ROUNDS = int(os.environ.get("EARSHOT_FUZZ_ROUNDS", "40"))
+ROUNDS = int(os.environ.get("EARSHOT_FUZZ_ROUNDS", "30"))
 
 #: JSON numbers Python cannot write itself: the mutation puts a marker, the body gets these.
 RAW_NUMBERS = {"__INF__": "1e999", "__NEG_INF__": "-1e999", "__NAN__": "NaN", "__BIG__": "9" * 400}
