@@ -185,6 +185,24 @@ def test_an_rss_entry_with_a_surrogate_reference_does_not_break_the_feed() -> No
     assert result.errors == [] and len(result.mentions) == case.count
 
 
+def test_a_long_rss_id_is_a_digest_and_its_old_cut_form_still_counts_as_seen() -> None:
+    case = CASE["rss-google-alerts"]
+    xml = (REAL / "google_alerts/google_alert_slack.xml").read_bytes()
+    long_id = "tag:example.test,2024:" + "x" * 300
+    old = b"<id>tag:google.com,2013:googlealerts/feed:8974135267215335962</id>"
+    assert old in xml
+    xml = xml.replace(old, f"<id>{long_id}</id>".encode(), 1)
+    pages = [ServeFeed(case.pages[0].url, content=xml)]
+    first = poll(case, pages)
+    (entry,) = [m for m in first.mentions if m.raw["id"] == long_id]
+    assert entry.external_id.startswith("sha256:") and len(entry.external_id) <= 255
+    # A cursor written when ids were cut at 255: the entry is not new again.
+    cursor = {"feeds": {ALERTS: {"seen": [long_id[:255]]}}}
+    again = poll(case, pages, cursor)
+    assert long_id not in {m.raw["id"] for m in again.mentions}
+    assert len(again.mentions) == case.count - 1
+
+
 def test_an_rss_entry_with_a_broken_link_is_kept_with_the_feed_link() -> None:
     case = CASE["rss-google-alerts"]
     xml = (REAL / "google_alerts/google_alert_slack.xml").read_bytes()

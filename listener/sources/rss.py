@@ -187,7 +187,9 @@ class RssSource(Source):
             if mention is None:
                 continue
             ids.append(mention.external_id)
-            if mention.external_id in seen:
+            # An id longer than 255 characters was stored cut before it became a digest:
+            # the cut form in the cursor still means "seen" (no second alert on upgrade).
+            if mention.external_id in seen or str(mention.raw.get("id"))[:MAX_ID] in seen:
                 continue
             if mention.raw.get("dated") and mention.created_at.timestamp() <= floor:
                 continue
