@@ -542,7 +542,8 @@ class ReplySettings(_Section):
 
     Credentials come from the environment, as for the sources: ``MASTODON_ACCESS_TOKEN``,
     ``BLUESKY_HANDLE``/``BLUESKY_APP_PASSWORD``, ``GITHUB_TOKEN``, ``DISCOURSE_API_KEY``/
-    ``DISCOURSE_API_USERNAME``, and the App Store Connect and Google Play keys. Each platform
+    ``DISCOURSE_API_USERNAME``, and the App Store Connect, Google Play and Reddit (OAuth)
+    credentials of their sources. Each platform
     is written through the first ``[[sources]]`` entry of its type (its ``base_url``).
     """
 
@@ -561,7 +562,15 @@ class ReplySettings(_Section):
     @field_validator("platforms")
     @classmethod
     def _platforms(cls, value: list[str] | None) -> list[str] | None:
-        writable = ("appstoreconnect", "bluesky", "discourse", "github", "googleplay", "mastodon")
+        writable = (
+            "appstoreconnect",
+            "bluesky",
+            "discourse",
+            "github",
+            "googleplay",
+            "mastodon",
+            "reddit",
+        )
         for name in value or []:
             if name not in writable:
                 raise ValueError(f"earshot cannot post to {name!r} (it can: {', '.join(writable)})")

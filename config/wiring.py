@@ -378,12 +378,14 @@ def build_writers(
     """
     from earshot.listener.sources.appstoreconnect import AppStoreConnectSource
     from earshot.listener.sources.googleplay import GooglePlaySource
+    from earshot.listener.sources.reddit import RedditSource
     from earshot.responders.replies.appstoreconnect import AppStoreConnectWriter
     from earshot.responders.replies.bluesky import BlueskyWriter
     from earshot.responders.replies.discourse import DiscourseWriter
     from earshot.responders.replies.github import GitHubWriter
     from earshot.responders.replies.googleplay import GooglePlayWriter
     from earshot.responders.replies.mastodon import MastodonWriter
+    from earshot.responders.replies.reddit import RedditWriter
 
     env = os.environ if env is None else env
     wanted = settings.replies.platforms
@@ -398,6 +400,9 @@ def build_writers(
             writer = AppStoreConnectWriter(source)
         elif isinstance(source, GooglePlaySource):
             writer = GooglePlayWriter(source)
+        elif isinstance(source, RedditSource):
+            writer = RedditWriter(source) if source.oauth else None
+            missing = "the source's OAuth credentials (REDDIT_CLIENT_ID and the rest)"
         elif kind == "mastodon":
             token = env.get("MASTODON_ACCESS_TOKEN")
             writer = MastodonWriter(source.http, source.base_url, token) if token else None

@@ -556,3 +556,127 @@ class FakeDiscourse(Faults):
 
 def iso(delta: timedelta = timedelta()) -> str:
     return (datetime.now(UTC) + delta).isoformat()
+
+
+# -- Reddit --------------------------------------------------------------------------------
+
+
+class FakeReddit(Faults):
+    """Reddit's token endpoint (script app, password grant) and ``/api/comment``.
+
+    The token takes HTTP basic auth with the app's id and secret (401 otherwise) and the
+    account's password (200 ``{"error": "invalid_grant"}`` otherwise, as Reddit answers).
+    ``POST /api/comment`` takes a form (``api_type=json``, ``thing_id`` of a post or comment
+    it holds, ``text`` of 1..10,000 characters) and answers refusals with a 200 and
+    ``json.errors``, as Reddit does.
+    """
+
+    def __init__(self, auth: str = "https://auth.reddit.test") -> None:
+        super().__init__()
+        self.auth = auth
+        self.client = ("app123", "s3cret")
+        self.account = ("acme_bot", "hunter2")
+        self.token = "reddit-token-1"
+        #: fullname -> thing data (posts, comments; ours have author acme_bot).
+        self.things: dict[str, dict[str, Any]] = {}
+        self.requests: list[httpx.Request] = []
+        self._next = 0
+        self.transport = httpx.MockTransport(self.handle)
+
+    def add_post(self, post_id: str, text: str) -> dict[str, Any]:
+        thing = {
+            "id": post_id,
+            "name": f"t3_{post_id}",
+            "author": "customer",
+            "subreddit": "acme",
+            "title": "Acme lost my notes",
+            "selftext": text,
+            "permalink": f"/r/acme/comments/{post_id}/acme_lost_my_notes/",
+            "created_utc": 1764590000.0,
+        }
+        self.things[thing["name"]] = thing
+        return thing
+
+    def ours(self) -> list[dict[str, Any]]:
+        return [t for t in self.things.values() if t["author"] == self.account[0]]
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        import base64
+        import time
+        from urllib.parse import parse_qs
+
+        self.requests.append(request)
+        if str(request.url) == f"{self.auth}/api/v1/access_token":
+            basic = base64.b64encode(":".join(self.client).encode()).decode()
+            if request.headers.get("authorization") != f"Basic {basic}":
+                return _json(401, {"message": "Unauthorized", "error": 401})
+            form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+            if (form.get("username"), form.get("password")) != self.account:
+                return _json(200, {"error": "invalid_grant"})
+            return _json(
+                200,
+                {
+                    "access_token": self.token,
+                    "token_type": "bearer",
+                    "expires_in": 86400,
+                    "scope": "*",
+                },
+            )
+        if request.headers.get("authorization") != f"bearer {self.token}":
+            return _json(401, {"message": "Unauthorized", "error": 401})
+        if request.method == "GET" and request.url.path == f"/user/{self.account[0]}/comments":
+            newest = sorted(self.ours(), key=lambda t: t["created_utc"], reverse=True)
+            children = [{"kind": "t1", "data": t} for t in newest[:25]]
+            return _json(200, {"kind": "Listing", "data": {"children": children, "after": None}})
+        if request.method != "POST" or request.url.path != "/api/comment":
+            return _json(404, {"message": "Not Found", "error": 404})
+        if not request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            return _json(400, {"message": "Bad Request", "error": 400})
+        form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        text, parent = form.get("text", ""), form.get("thing_id", "")
+        if form.get("api_type") != "json":
+            return _json(400, {"message": "Bad Request", "error": 400})
+        if not text.strip():
+            return _json(200, {"json": {"errors": [["NO_TEXT", "we need something here", "text"]]}})
+        if len(text) > 10000:
+            return _json(
+                200, {"json": {"errors": [["TOO_LONG", "this is too long (max: 10000)", "text"]]}}
+            )
+        if parent not in self.things:
+            return _json(
+                200,
+                {
+                    "json": {
+                        "errors": [
+                            [
+                                "DELETED_LINK",
+                                "the link you are commenting on has been deleted",
+                                "parent",
+                            ]
+                        ]
+                    }
+                },
+            )
+        refused = self.before()
+        if refused is not None:
+            return refused
+        self._next += 1
+        post_id = parent.split("_", 1)[1]
+        thing = {
+            "id": f"c{self._next}",
+            "name": f"t1_c{self._next}",
+            "author": self.account[0],
+            "body": text,
+            "parent_id": parent,
+            "link_id": parent if parent.startswith("t3_") else None,
+            "permalink": f"/r/acme/comments/{post_id}/acme_lost_my_notes/c{self._next}/",
+            "created_utc": float(int(time.time())),
+        }
+        self.things[thing["name"]] = thing
+        return self.after(
+            _json(
+                200, {"json": {"errors": [], "data": {"things": [{"kind": "t1", "data": thing}]}}}
+            )
+        )

@@ -29,6 +29,7 @@ from earshot.responders.replies.github import GitHubWriter
 from earshot.responders.replies.googleplay import GooglePlayWriter
 from earshot.responders.replies.limits import graphemes, problem
 from earshot.responders.replies.mastodon import MastodonWriter
+from earshot.responders.replies.reddit import RedditWriter
 from earshot.responders.replies.templates import Template, draft
 from earshot.responders.replies.worker import ReplySender
 
@@ -39,6 +40,7 @@ from .fakereplies import (
     FakeGitHub,
     FakeGooglePlayReplies,
     FakeMastodon,
+    FakeReddit,
 )
 from .fakestores import ec_key, pem, play_review, rsa_key, service_account
 
@@ -274,6 +276,34 @@ def discourse() -> Platform:
     )
 
 
+def reddit() -> Platform:
+    from earshot.listener.sources.reddit import RedditSource
+
+    fake = FakeReddit()
+    post = fake.add_post("abc123", "acme lost my notes")
+    source = RedditSource(
+        http(fake.transport),
+        base_url="https://oauth.reddit.test",
+        auth_url=fake.auth,
+        subreddits=["acme"],
+        client_id=fake.client[0],
+        client_secret=fake.client[1],
+        username=fake.account[0],
+        password=fake.account[1],
+    )
+    mention = Mention(
+        source="reddit",
+        external_id=post["name"],
+        author="customer",
+        text=post["selftext"],
+        created_at=utcnow(),
+        raw=post,
+    )
+    return Platform(
+        "reddit", fake, RedditWriter(source), mention, lambda: [t["body"] for t in fake.ours()]
+    )
+
+
 PLATFORMS = {
     "mastodon": mastodon,
     "bluesky": bluesky,
@@ -281,6 +311,7 @@ PLATFORMS = {
     "googleplay": googleplay,
     "github": github,
     "discourse": discourse,
+    "reddit": reddit,
 }
 TEXT = "Sorry about that, Ana: version 2.0.2 fixes the crash on start. Bo, Acme"
 
@@ -304,6 +335,7 @@ def test_each_writer_posts_a_reply_its_platform_accepts(name: str) -> None:
         ("mastodon", "x" * 501, "character limit of 500"),
         ("appstoreconnect", "x" * 5971, "5970 characters"),
         ("discourse", "too short", "too short"),
+        ("reddit", "x" * 10001, "TOO_LONG"),
     ],
 )
 def test_the_fakes_refuse_what_the_platforms_refuse(name: str, text: str, refusal: str) -> None:
@@ -544,6 +576,7 @@ def test_writers_are_built_for_the_platforms_earshot_has_credentials_for() -> No
         {"type": "mastodon", "base_url": "https://mastodon.example", "hashtags": ["acme"]},
         {"type": "github"},
         {"type": "hackernews"},
+        {"type": "reddit", "subreddits": ["acme"]},  # without OAuth: copy and "I replied"
     ]
     settings = parse_settings(data, "t.toml")
     sources, _ = build_sources(settings, httpx.Client(), env={})
