@@ -435,6 +435,72 @@ class FakeGitHub(Faults):
         self._next = 5000
         self.transport = httpx.MockTransport(self.handle)
 
+    def add_discussion(self, repo: str, number: int) -> dict[str, Any]:
+        """A discussion as the GraphQL search returns it (its node id keys the comments)."""
+        node_id = f"D_kwDOAcme{number:04d}"
+        self.comments[node_id] = []
+        return {
+            "id": node_id,
+            "title": "Sync loses notes",
+            "body": "Since 2.0 my notes vanish after a sync",
+            "url": f"https://github.com/{repo}/discussions/{number}",
+            "createdAt": "2026-12-01T10:00:00Z",
+            "author": {"login": "customer"},
+            "repository": {"nameWithOwner": repo},
+        }
+
+    def _graphql(self, body: dict[str, Any]) -> httpx.Response:
+        query, variables = str(body.get("query") or ""), body.get("variables") or {}
+        node_id = variables.get("id")
+        if node_id not in self.comments or not str(node_id).startswith("D_"):
+            return _json(
+                200,
+                {
+                    "data": None,
+                    "errors": [
+                        {
+                            "type": "NOT_FOUND",
+                            "message": f"Could not resolve to a node with the global id of "
+                            f"'{node_id}'",
+                        }
+                    ],
+                },
+            )
+        thread = self.comments[node_id]
+        if "addDiscussionComment" not in query:
+            nodes = thread[-50:]
+            return _json(
+                200,
+                {"data": {"viewer": {"login": self.login}, "node": {"comments": {"nodes": nodes}}}},
+            )
+        text = variables.get("body")
+        if not isinstance(text, str) or not 1 <= len(text) <= 65536:
+            return _json(
+                200,
+                {
+                    "data": {"addDiscussionComment": None},
+                    "errors": [
+                        {
+                            "type": "UNPROCESSABLE",
+                            "message": "Body is too long (maximum is 65536 characters)",
+                        }
+                    ],
+                },
+            )
+        refused = self.before()
+        if refused is not None:
+            return refused
+        self._next += 1
+        comment = {
+            "id": f"DC_kwDOAcme{self._next}",
+            "url": f"https://github.com/acme/notes/discussions/1#discussioncomment-{self._next}",
+            "body": text,
+            "createdAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "author": {"login": self.login},
+        }
+        thread.append(comment)
+        return self.after(_json(200, {"data": {"addDiscussionComment": {"comment": comment}}}))
+
     def add_issue(self, repo: str, number: int) -> dict[str, Any]:
         self.comments[f"{repo}#{number}"] = []
         return {
@@ -454,6 +520,8 @@ class FakeGitHub(Faults):
             return _json(401, {"message": "Bad credentials", "status": "401"})
         if request.url.path == "/user":
             return _json(200, {"login": self.login, "id": 1})
+        if request.url.path == "/graphql" and request.method == "POST":
+            return self._graphql(json.loads(request.content or b"{}"))
         match = re.fullmatch(r"/repos/([^/]+/[^/]+)/issues/(\d+)/comments", request.url.path)
         if match is None or f"{match.group(1)}#{match.group(2)}" not in self.comments:
             return _json(404, {"message": "Not Found", "status": "404"})

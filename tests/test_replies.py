@@ -276,6 +276,24 @@ def discourse() -> Platform:
     )
 
 
+def github_discussion() -> Platform:
+    fake = FakeGitHub()
+    node = fake.add_discussion("acme/notes", 3)
+    mention = Mention(
+        source="github",
+        external_id=node["id"],
+        url=node["url"],
+        author="customer",
+        text=node["body"],
+        created_at=utcnow(),
+        raw=node,
+    )
+    writer = GitHubWriter(http(fake.transport), "https://api.github.example", fake.token)
+    return Platform(
+        "github", fake, writer, mention, lambda: [c["body"] for c in fake.comments[node["id"]]]
+    )
+
+
 def reddit() -> Platform:
     from earshot.listener.sources.reddit import RedditSource
 
@@ -312,6 +330,7 @@ PLATFORMS = {
     "github": github,
     "discourse": discourse,
     "reddit": reddit,
+    "github_discussion": github_discussion,
 }
 TEXT = "Sorry about that, Ana: version 2.0.2 fixes the crash on start. Bo, Acme"
 
@@ -336,6 +355,7 @@ def test_each_writer_posts_a_reply_its_platform_accepts(name: str) -> None:
         ("appstoreconnect", "x" * 5971, "5970 characters"),
         ("discourse", "too short", "too short"),
         ("reddit", "x" * 10001, "TOO_LONG"),
+        ("github_discussion", "x" * 65537, "too long"),
     ],
 )
 def test_the_fakes_refuse_what_the_platforms_refuse(name: str, text: str, refusal: str) -> None:

@@ -1,9 +1,12 @@
-"""GitHub: a comment on the issue (``POST /repos/{owner}/{repo}/issues/{number}/comments``,
-``Authorization: Bearer GITHUB_TOKEN``, a token that may write issues).
+"""GitHub: a comment on the issue or pull request, or on the discussion.
 
-Lookup: ``GET /repos/{owner}/{repo}/issues/{number}/comments?since=<first attempt>`` for a
-comment by the token's own user (``GET /user``) with the same body. Discussions (GraphQL
-``addDiscussionComment``) are not written yet: they get the copy-and-"I replied" modal.
+* Issues: ``POST /repos/{owner}/{repo}/issues/{number}/comments`` (``Authorization: Bearer
+  GITHUB_TOKEN``, a token that may write issues). Lookup: ``GET .../comments?since=<first
+  attempt>`` for a comment by the token's own user (``GET /user``) with the same body.
+* Discussions: the GraphQL mutation ``addDiscussionComment(input: {discussionId, body})``
+  (``POST /graphql``; the token needs discussions write). GraphQL refusals come with a 200
+  and ``errors``. Lookup: the discussion's last 50 comments, one by the viewer with the same
+  body.
 """
 
 from __future__ import annotations
@@ -15,9 +18,18 @@ from typing import Any
 from earshot.listener.models import Mention, as_utc
 from earshot.listener.sources.base import SourceError, SourceHttp, decode_json, from_iso
 
-from .base import Posted, ReplyFatal, Writer, mapped
+from .base import Posted, ReplyFatal, ReplyRetry, Writer, mapped
 
 _REPO = re.compile(r"/repos/([^/]+/[^/]+)$")
+
+ADD_COMMENT = (
+    "mutation($id: ID!, $body: String!) { addDiscussionComment(input: "
+    "{discussionId: $id, body: $body}) { comment { id url body createdAt } } }"
+)
+COMMENTS = (
+    "query($id: ID!) { viewer { login } node(id: $id) { ... on Discussion { comments(last: 50) "
+    "{ nodes { id url body createdAt author { login } } } } } }"
+)
 
 
 class GitHubWriter(Writer):
@@ -34,14 +46,42 @@ class GitHubWriter(Writer):
         self._login: str | None = None
 
     def target(self, mention: Mention) -> str:
+        """The issue's comments path, or ``discussion:<node id>``."""
         raw = mention.raw or {}
+        node = raw.get("id")
+        if "/discussions/" in str(raw.get("url") or "") and isinstance(node, str) and node:
+            return f"discussion:{node}"
         match = _REPO.search(str(raw.get("repository_url") or ""))
         number = raw.get("number")
         if match is None or isinstance(number, bool) or not isinstance(number, int):
-            raise ReplyFatal("not an issue or pull request earshot can comment on")
+            raise ReplyFatal("not an issue, pull request or discussion earshot can comment on")
         return f"/repos/{match.group(1)}/issues/{number}/comments"
 
+    def _graphql(self, query: str, variables: dict[str, Any]) -> Any:
+        try:
+            data = self.http.post_json(
+                f"{self.base_url}/graphql",
+                json_body={"query": query, "variables": variables},
+                headers=self.headers,
+            )
+        except SourceError as exc:
+            raise mapped(exc) from None
+        errors = data.get("errors") if isinstance(data, dict) else None
+        if errors:
+            first = errors[0] if isinstance(errors[0], dict) else {}
+            kind = str(first.get("type") or "")
+            message = str(first.get("message") or "GraphQL error")[:200]
+            if kind == "RATE_LIMITED":
+                raise ReplyRetry(f"github: {message}", 60.0)
+            raise ReplyFatal(f"github refused the comment: {kind or 'error'}: {message}")
+        return (data or {}).get("data") or {}
+
     def post(self, mention: Mention, text: str, key: str, attempted_at: datetime) -> Posted:
+        target = self.target(mention)
+        if target.startswith("discussion:"):
+            data = self._graphql(ADD_COMMENT, {"id": target.split(":", 1)[1], "body": text})
+            comment = ((data.get("addDiscussionComment") or {}).get("comment")) or {}
+            return _discussion_posted(comment)
         try:
             response = self.http.request(
                 "POST",
@@ -54,6 +94,16 @@ class GitHubWriter(Writer):
             raise mapped(exc) from None
 
     def find(self, mention: Mention, text: str, key: str, attempted_at: datetime) -> Posted | None:
+        target = self.target(mention)
+        if target.startswith("discussion:"):
+            data = self._graphql(COMMENTS, {"id": target.split(":", 1)[1]})
+            viewer = (data.get("viewer") or {}).get("login")
+            nodes = (((data.get("node") or {}).get("comments")) or {}).get("nodes") or []
+            for node in nodes:
+                author = (node.get("author") or {}).get("login") if isinstance(node, dict) else None
+                if author == viewer and node.get("body") == text:
+                    return _discussion_posted(node)
+            return None
         since = (as_utc(attempted_at) or attempted_at).strftime("%Y-%m-%dT%H:%M:%SZ")
         try:
             if self._login is None:
@@ -82,3 +132,11 @@ def _posted(comment: Any) -> Posted:
         return Posted(str(comment["id"]), comment.get("html_url"), at)
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ReplyFatal("github: the answer is not a comment") from None
+
+
+def _discussion_posted(comment: Any) -> Posted:
+    try:
+        at = from_iso(comment["createdAt"]) if comment.get("createdAt") else None
+        return Posted(str(comment["id"]), comment.get("url"), at)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ReplyFatal("github: the answer is not a discussion comment") from None
