@@ -364,3 +364,69 @@ def test_where_earshot_cannot_write_the_modal_offers_the_draft_and_i_replied(
     assert replies.sender.run_once().sent == 0
     with Session(replies.store.engine) as session:
         assert session.exec(select(Delivery).where(Delivery.kind == "thread_reply")).all() == []
+
+
+def test_run_wires_the_sender_job_with_the_sources_client_and_the_alert_update(
+    tmp_path: Any, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from earshot.config.settings import Secrets, parse_settings
+    from earshot.config.wiring import build
+    from earshot.responders.replies.mastodon import MastodonWriter
+
+    from .fakereplies import FakeMastodon
+
+    fake = FakeMastodon()
+    status = fake.add_status("111", "acme lost my notes")
+    monkeypatch.setenv("MASTODON_ACCESS_TOKEN", fake.token)
+    settings = parse_settings(
+        {
+            "product": {"name": "Acme", "queries": ["acme"]},
+            "slack": {"api_url": slack.api_url, "interactive": True, "mode": "http"},
+            "sources": [{"type": "mastodon", "base_url": fake.base, "hashtags": ["acme"]}],
+            "replies": {"every": "2s"},
+        }
+    )
+    app = build(
+        settings,
+        Secrets(slack_bot_token="xoxb-test", slack_signing_secret="s3cret"),
+        transport=fake.transport,
+        database=f"sqlite:///{tmp_path / 'e.db'}",
+    )
+    try:
+        sender = app.extras["replies"]
+        assert isinstance(sender, ReplySender)
+        assert ("replies", 2.0, sender.run_once) in app.extras["jobs"]
+        ui = app.extras["slack"]
+        assert ui.config.replies is not None
+        assert isinstance(ui.config.replies.writers["mastodon"], MastodonWriter)
+
+        mention = Mention(
+            source="mastodon",
+            external_id=status["uri"],
+            url=status["url"],
+            author="customer",
+            text="acme lost my notes",
+            created_at=utcnow(),
+            sentiment_label="negative",
+            raw=status,
+        )
+        app.store.ingest(None, [mention], None, lambda m: [("#cx-alerts", "alert")])
+        app.worker.drain(timeout=10)
+        where = wf.alert_message(app.store, mention.id or 0)
+        assert where is not None
+        wf.draft_reply(
+            app.store,
+            mention.id or 0,
+            key="reply:wired",
+            platform="mastodon",
+            text="Sorry! Fixed in 2.0.2.",
+            actor=wf.Actor("U111"),
+            approval=False,
+            alert=where,
+        )
+        assert sender.run_once().sent == 1
+    finally:
+        app.close()
+    (ours,) = fake.ours()
+    assert ours["in_reply_to_id"] == "111"
+    assert "Replied by <@U111>" in texts(slack.updates[-1]["blocks"])
