@@ -25,6 +25,7 @@ from sqlmodel import Session, select
 from earshot.config.settings import Secrets, parse_settings
 from earshot.config.wiring import build, build_sources
 from earshot.listener.models import Delivery, Mention
+from earshot.listener.redaction import redact
 from earshot.listener.sources.appstoreconnect import AppStoreConnectSource
 from earshot.listener.sources.base import (
     BadPayloadError,
@@ -97,7 +98,7 @@ def source(
         SourceHttp(client, limiter),
         key_id=KEY_ID,
         issuer_id=ISSUER,
-        private_key=private_key or pem(KEY),
+        private_key=None if "private_key_file" in options else private_key or pem(KEY),
         backfill_seconds=30 * 86400,
         **options,
     )
@@ -328,6 +329,17 @@ def test_a_key_pasted_on_one_line_with_escaped_newlines_is_read(tmp_path: Path) 
     one_line = pem(KEY).strip().replace("\n", "\\n")
     assert "\n" not in one_line
     build_one({**ENV, "APPSTORECONNECT_PRIVATE_KEY": one_line}, tmp_path)
+
+
+def test_a_key_read_from_its_file_is_redacted_like_one_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    key = pem(ec_key())
+    path = tmp_path / "AuthKey_2X9R4HXF34.p8"
+    path.write_text(key)
+    assert redact(f"echoed: {key}") == f"echoed: {key}"
+    source(fake_with_reviews(), private_key=None, private_key_file=str(path))
+    assert key not in redact(f"echoed: {key}")
 
 
 def test_the_key_can_come_from_a_file(tmp_path: Path) -> None:

@@ -167,10 +167,10 @@ class AppStoreConnectSource(Source):
         self.territories = [t.upper() for t in territories]
         self.limit = max(1, min(MAX_LIMIT, int(limit)))
         self.max_pages = max_pages
-        self.key_id, self.issuer_id, self._key = _credentials(
+        self.key_id, self.issuer_id, pem, self._key = _credentials(
             key_id, issuer_id, private_key, private_key_file
         )
-        self.keep_secret(private_key)
+        self.keep_secret(pem)  # as given, or as read from the key file
         self._tokens = auth.TokenCache(self._make_token, self.clock)
 
     @classmethod
@@ -306,8 +306,9 @@ def _credentials(
     issuer_id: str | None,
     private_key: str | None,
     private_key_file: str | None,
-) -> tuple[str, str, Any]:
-    """The key id, the issuer id and the loaded key, checked for shape (values never shown)."""
+) -> tuple[str, str, str, Any]:
+    """The key id, the issuer id, the key's PEM text and the loaded key, checked for shape
+    (values never shown)."""
     missing = [
         name
         for name, value in (
@@ -339,7 +340,7 @@ def _credentials(
         pem = auth.read_secret_file(private_key_file, what)
     else:
         what, pem = "APPSTORECONNECT_PRIVATE_KEY", private_key or ""
-    return key_id, issuer_id, auth.load_ec_p256_key(pem, what)
+    return key_id, issuer_id, pem, auth.load_ec_p256_key(pem, what)
 
 
 def _page_parts(data: Any) -> tuple[list[Any], dict[str, dict[str, Any]], str | None]:
