@@ -6,9 +6,11 @@
 #   docker run --rm -e DATABASE_URL=... earshot db upgrade     # before rolling out a new version
 #
 # Volumes (docs/deployment.md):
-#   /config  the TOML config, mounted read-only at /config/earshot.toml (EARSHOT_CONFIG);
-#            the image carries the example config there. Any key can also be set from the
-#            environment as EARSHOT_<SECTION>__<KEY>.
+#   /config  the TOML config, mounted read-only at /config/earshot.toml (EARSHOT_CONFIG).
+#            The image carries none: without one, every command says how to make one
+#            (`docker run --rm earshot init - > earshot.toml` prints the commented example),
+#            and `earshot run` refuses the example unchanged. Any key can also be set from
+#            the environment as EARSHOT_<SECTION>__<KEY>.
 #   /data    the SQLite file (storage.path, relative to /data) when DATABASE_URL is unset.
 #
 # CI has no Docker engine: scripts/check-docker-install.sh replays the build stage's COPY
@@ -48,7 +50,6 @@ RUN groupadd --system --gid 10001 earshot \
     && mkdir -p /data /config \
     && chown earshot:earshot /data
 COPY --from=build /opt/earshot /opt/earshot
-COPY config/earshot.example.toml /config/earshot.toml
 WORKDIR /data
 USER 10001:10001
 VOLUME ["/data"]

@@ -40,7 +40,7 @@ ConfigOption = Annotated[
         "--config",
         "-c",
         envvar="EARSHOT_CONFIG",
-        help="The TOML config file (see config/earshot.example.toml).",
+        help="The TOML config file (`earshot init` writes a commented example).",
     ),
 ]
 
@@ -113,11 +113,19 @@ def run(
     """
     from .migrations import SchemaError
     from .service import CannotStart, RunLock, Service, poll_and_deliver
-    from .settings import Secrets, unknown_variables
+    from .settings import ConfigError, Secrets, is_example_config, unknown_variables
     from .wiring import build
 
     setup_logging()
     settings = _load(config)
+    if is_example_config(config):
+        typer.echo(
+            f"earshot run: {config} is the example config unchanged; it would poll the real "
+            "APIs for someone else's product. Set your product, queries and sources first "
+            "(mount your config at /config/earshot.toml in the container)",
+            err=True,
+        )
+        raise typer.Exit(exitcodes.USAGE)
     for problem in unknown_variables():
         logger.warning("%s", problem)
     url = _url(settings)
@@ -130,6 +138,9 @@ def run(
                 app_ = build(settings, Secrets.from_env())
             except SchemaError as exc:
                 typer.echo(f"earshot: {exc}", err=True)
+                raise typer.Exit(exitcodes.USAGE) from None
+            except ConfigError as exc:  # a source refuses its settings (a missing secret...)
+                typer.echo(ConfigError(str(config), exc.problems).render(), err=True)
                 raise typer.Exit(exitcodes.USAGE) from None
             if once:
                 try:
@@ -150,107 +161,51 @@ def run(
 
 @app.command()
 def check(config: ConfigOption = Path("earshot.toml")) -> None:
-    """Validate the config and print what would run (exit 2 on a config error)."""
-    from earshot.listener.store import redact_url
+    """Validate the config and the environment, reach the database, and print everything
+    `earshot run` would do (exit 0 usable, 2 config problem, 4 database unreachable)."""
+    from .check import check_config
 
-    from .settings import Secrets, database_url, env_overrides, source_name, unknown_variables
-
-    settings = _load(config)
-    unknown = unknown_variables()
-    if unknown:
-        typer.echo(f"config error in the environment (with {config}):", err=True)
-        typer.echo("\n".join(f"  - {problem}" for problem in unknown), err=True)
-        raise typer.Exit(2)
-    secrets = Secrets.from_env()
-    lines = [f"config OK: {config}", f"product: {settings.product.name}"]
-    for query in settings.product.queries:
-        lines.append(f"  query: {query}")
-    if settings.product.excluded_authors:
-        lines.append(f"  excluded authors: {', '.join(settings.product.excluded_authors)}")
-    sentiment = settings.sentiment
-    thresholds = sentiment.thresholds()
-    if thresholds is None and sentiment.classifier == "experience":
-        labels = "labels and intent tags from the meaning model (below)"
-    else:
-        negative_at, positive_at = thresholds or (-0.5, 0.5)
-        labels = f"negative <= {negative_at}, positive >= {positive_at}"
-    lines.append(f"sentiment: {sentiment.classifier}, {labels}")
-    relevance = settings.relevance
-    if relevance.enabled:
-        lines.append(
-            f"relevance: on, below {relevance.min_relevance:g} held as probably unrelated "
-            f"(scored once a query has {relevance.min_examples} accepted mentions)"
-        )
-    else:
-        lines.append("relevance: off")
-    if thresholds is None and sentiment.classifier == "experience":
-        lines.append(_model_line(database_url(settings, secrets)))
-    lines.append("sources:")
-    for entry in settings.sources:
-        from earshot.listener.sources import SOURCE_TYPES
-
-        cls = SOURCE_TYPES[entry.type]
-        detail = "".join(
-            f" {key}={', '.join(map(str, value)) if isinstance(value, list) else value}"
-            for key, value in entry.options().items()
-        )
-        lines.append(
-            f"  - {source_name(entry)} ({entry.type}){detail}: every {entry.every:g}s, "
-            f"{entry.base_url or cls.default_base_url}"
-        )
-    if secrets.slack_bot_token:
-        lines.append(f"delivery: Slack at {settings.slack.api_url} (SLACK_BOT_TOKEN set)")
-    else:
-        lines.append("delivery: console (SLACK_BOT_TOKEN not set)")
-    lines.append(
-        f"  negative -> {settings.slack.alerts_channel or '(none)'}, "
-        f"positive -> {settings.slack.amplify_channel or '(none)'}"
-    )
-    url = database_url(settings, secrets)
-    lines.append(f"database: {redact_url(url)}")
-    for override in env_overrides():
-        lines.append(f"from the environment: {override.key} ({override.variable})")
-    typer.echo("\n".join(lines))
-
-
-def _model_line(url: str) -> str:
-    """Which sentiment model the service would load from ``url``, and whether it loads."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-    from sqlmodel import Session
-
-    from earshot.listener.meaning import MeaningModel
-    from earshot.listener.model_versions import active_model
-    from earshot.listener.store import Store
-
-    from . import migrations
-
-    shipped = MeaningModel.default().version
-    parsed = make_url(url)
-    sqlite_file = parsed.drivername.startswith("sqlite") and parsed.database not in (
-        None,
-        "",
-        ":memory:",
-    )
-    if sqlite_file and not Path(str(parsed.database)).exists():
-        return f"model: {shipped} (shipped, loaded; no database yet)"
     try:
-        if not migrations.status(url).up_to_date:
-            return f"model: {shipped} (shipped, loaded; the database needs `earshot db upgrade`)"
-        store = Store.from_url(url)
-        try:
-            with Session(store.engine) as session:
-                model = active_model(session)
-        finally:
-            store.engine.dispose()
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        return f"model: {shipped} (shipped; the database could not be read: {reason})"
-    except ValueError as exc:
-        return f"model: the active trained model does not load ({exc}); earshot uses {shipped}"
-    if model.version == shipped:
-        return f"model: {shipped} (shipped, loaded)"
-    return f"model: {model.version} (trained by `earshot train`, loaded from the database)"
+        report = check_config(config)
+    except Exception as exc:  # a bug: one line, the traceback only at DEBUG
+        logger.debug("earshot check failed", exc_info=True)
+        typer.echo(f"earshot check: unexpected {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(exitcodes.FAILED) from None
+    if report.lines:
+        typer.echo("\n".join(report.lines))
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}")
+    if report.error is not None:
+        typer.echo(report.error, err=True)
+    raise typer.Exit(report.code)
+
+
+@app.command()
+def init(
+    path: Annotated[
+        Path, typer.Argument(help="Where to write the config ('-': print it instead).")
+    ] = Path("earshot.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write the commented example config to start from (exit 2 if the file exists)."""
+    from .settings import example_config
+
+    text = example_config()
+    if str(path) == "-":
+        typer.echo(text, nl=False)
+        return
+    if path.exists() and not force:
+        typer.echo(f"earshot init: {path} exists; pass --force to overwrite it", err=True)
+        raise typer.Exit(exitcodes.USAGE)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"earshot init: cannot write {path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(exitcodes.FAILED) from None
+    typer.echo(
+        f"wrote {path}: set [product] name and queries and your [[sources]], "
+        f"then `earshot check --config {path}`"
+    )
 
 
 @app.command()
@@ -286,7 +241,7 @@ def demo(
         f"\nearshot demo: {fetched} items fetched from {len(reports)} sources, "
         f"{stored} matched and stored, {delivered.sent} alerts delivered "
         f"(neutral mentions are stored without an alert). "
-        f"Next: write a config (config/earshot.example.toml) and run `earshot run --once`."
+        f"Next: `earshot init` writes a commented config; then `earshot run --once`."
     )
 
 

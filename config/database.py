@@ -99,10 +99,13 @@ def probe(url: str, timeout: int = PROBE_TIMEOUT) -> SchemaStatus | None:
         name = parsed.database or ""
         if name and name != ":memory:" and not name.startswith("file:"):
             path = Path(name)
-            if not path.exists():
-                if not path.parent.is_dir():
-                    raise DatabaseUnreachable(url, f"directory {path.parent} does not exist")
-                return None
+            try:
+                if not path.exists():
+                    if not path.parent.is_dir():
+                        raise DatabaseUnreachable(url, f"directory {path.parent} does not exist")
+                    return None
+            except OSError as exc:  # a name too long, a path through a file...
+                raise DatabaseUnreachable(url, exc.strerror or str(exc)) from None
         connect_args["timeout"] = timeout
     elif parsed.get_backend_name() == "postgresql":
         connect_args["connect_timeout"] = max(2, int(timeout))

@@ -10,6 +10,7 @@ raises ``ConfigError`` whose message names the key, e.g.::
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, cast
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -35,21 +37,57 @@ from earshot.listener.sources import SOURCE_TYPES, Source
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: The longest duration any key takes (a year and a day): longer ones overflow the
+#: scheduler's and the HTTP client's clocks.
+MAX_DURATION = 366 * 86400.0
+#: The most characters of a bad value an error message shows.
+_SHOWN = 40
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds from ``"30s"``, ``"5m"``, ``"1h"``, ``"7d"`` or a plain number of seconds."""
+def shown(value: Any) -> str:
+    """A bad value as an error message shows it: its repr, cut to a readable length, with
+    characters that cannot be printed (invalid UTF-8 from the environment) escaped."""
+    text = repr(value) if isinstance(value, str | int | float | bool) else type(value).__name__
+    if len(text) > _SHOWN:
+        text = f"{text[: _SHOWN - 8]}...({len(text)} characters)"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def parse_duration(value: Any, *, at_most: float = MAX_DURATION) -> float:
+    """Seconds from ``"30s"``, ``"5m"``, ``"1h"``, ``"7d"`` or a plain number of seconds.
+
+    Raises ``ValueError`` for anything else, and for a duration that is not positive, not
+    finite (``inf``, ``nan``) or longer than ``at_most`` (default ``MAX_DURATION``, 366 days).
+    """
+    limit = "366 days" if at_most == MAX_DURATION else duration_words(at_most)
     if isinstance(value, bool):
         raise ValueError("expected a duration like '30s', '5m', '1h' or '7d'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
-    else:
-        raise ValueError(f"expected a duration like '30s', '5m', '1h' or '7d', got {value!r}")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (match := _DURATION.match(value)):
+            seconds = float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
+        else:
+            raise ValueError(
+                f"expected a duration like '30s', '5m', '1h' or '7d', got {shown(value)}"
+            )
+    except OverflowError:  # an integer beyond a float's range
+        raise ValueError(f"at most {limit}, got {shown(value)}") from None
+    if not math.isfinite(seconds) and not isinstance(value, str):
+        raise ValueError(f"expected a finite duration like '30s' or '5m', got {shown(value)}")
     if seconds <= 0:
         raise ValueError("a duration must be positive")
+    if seconds > at_most:
+        raise ValueError(f"at most {limit}, got {shown(value)}")
     return seconds
+
+
+def duration_words(seconds: float) -> str:
+    """``600`` -> ``"10 minutes"`` (for messages)."""
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} seconds"
 
 
 def _parse_pause(value: Any) -> float:
@@ -59,12 +97,94 @@ def _parse_pause(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+#: A request timeout: a duration of at most 10 minutes.
+TIMEOUT_MAX = 600.0
+
+
+def _parse_timeout(value: Any) -> float:
+    return parse_duration(value, at_most=TIMEOUT_MAX)
+
+
+Timeout = Annotated[float, BeforeValidator(_parse_timeout)]
+#: How far back a first poll may read: up to a thousand years (everything; tests and
+#: one-off imports use "10000d").
+BACKFILL_MAX = 365_250 * 86400.0
+
+
+def _parse_backfill(value: Any) -> float:
+    return parse_duration(value, at_most=BACKFILL_MAX)
+
+
+Backfill = Annotated[float, BeforeValidator(_parse_backfill)]
 #: A duration that may be zero.
 Pause = Annotated[float, BeforeValidator(_parse_pause)]
 
 
+#: Deepest nesting of tables and arrays a config document may have (the deepest real key,
+#: ``product.queries[0].sources[0]``, is at 5).
+MAX_DEPTH = 10
+
+
+def _slack_channel(value: Any) -> Any:
+    """A Slack channel as Slack takes it: ``#name`` or ``name`` (lowercase letters, digits,
+    ``-`` and ``_``, at most 80) or a channel id (``C0123ABCD``)."""
+    if not isinstance(value, str):
+        return value
+    if _CHANNEL_ID.match(value):
+        return value
+    name = value.removeprefix("#")
+    if not name:
+        raise ValueError(
+            f"expected a channel like '#cx-alerts' or an id like 'C0123ABCD', got {shown(value)}"
+        )
+    if len(name) > 80:
+        raise ValueError(f"a Slack channel name has at most 80 characters, got {len(name)}")
+    bad = sorted({c for c in name if not (c.isalnum() or c in "-_") or c.isspace()})
+    if bad:
+        what = ", ".join(shown(c) for c in bad[:3])
+        raise ValueError(
+            f"{shown(value)} is not a Slack channel: a name has only lowercase letters, digits, "
+            f"'-' and '_' (here {what})"
+        )
+    if name != name.lower():
+        raise ValueError(
+            f"{shown(value)} is not a Slack channel: names are lowercase "
+            f"(did you mean {('#' if value.startswith('#') else '') + name.lower()!r}?)"
+        )
+    return value
+
+
+def _optional_channel(value: Any) -> Any:
+    """A channel, or ``None`` for an empty string ("no channel")."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _slack_channel(value)
+
+
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,20}$")
+#: A Slack channel: ``#name``, ``name`` or an id.
+SlackChannel = Annotated[str, BeforeValidator(_slack_channel)]
+#: A Slack channel, or unset (``None`` or ``""``).
+OptionalChannel = Annotated[str | None, BeforeValidator(_optional_channel)]
+
+
+def check_http_url(value: str) -> str:
+    """``value`` if it is an absolute http(s) URL with a host, else ``ValueError``."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc}): {shown(value)}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"must be an http(s) URL, got {shown(value)}")
+    if not host or any(c.isspace() for c in value):
+        raise ValueError(f"must be an http(s) URL with a host name, got {shown(value)}")
+    return value
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class QuerySpec(_Section):
@@ -77,7 +197,7 @@ class QuerySpec(_Section):
     q: str = Field(min_length=1)
     tag: str | None = Field(None, min_length=1, max_length=100)
     sources: list[str] = Field(default_factory=list)
-    channel: str | None = Field(None, min_length=1)
+    channel: OptionalChannel = None
 
 
 def _query_tables(data: Any) -> Any:
@@ -111,7 +231,9 @@ def _query_tables(data: Any) -> Any:
         if unknown:
             close = difflib.get_close_matches(unknown[0], list(SOURCE_TYPES), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"queries[{index}].sources: unknown source type {unknown[0]!r}{hint}")
+            raise ValueError(
+                f"queries[{index}].sources: unknown source type {shown(unknown[0])}{hint}"
+            )
         texts.append(spec.q)
         specs.append(spec)
     return {**data, "queries": texts, "query_specs": specs}
@@ -148,7 +270,7 @@ class ProductSettings(_Section):
                 QuerySet([text])
             except QuerySyntaxError as exc:
                 raise ValueError(
-                    f"query [{index}] {text!r}: {exc.message} at position {exc.position}"
+                    f"query [{index}] {shown(text)}: {exc.message} at position {exc.position}"
                 ) from None
         return queries
 
@@ -191,9 +313,9 @@ class SlackSettings(_Section):
     """``[slack]``: where alerts go. The bot token comes from ``SLACK_BOT_TOKEN``."""
 
     api_url: str = "https://slack.com/api/"
-    alerts_channel: str | None = "#cx-alerts"
-    amplify_channel: str | None = "#cx-wins"
-    health_channel: str | None = None
+    alerts_channel: OptionalChannel = "#cx-alerts"
+    amplify_channel: OptionalChannel = "#cx-wins"
+    health_channel: OptionalChannel = None
     interactive: bool = False
     #: How clicks reach earshot: "socket" (SLACK_APP_TOKEN, no public URL) or "http"
     #: (SLACK_SIGNING_SECRET; Slack posts to /slack/events on the [http] port).
@@ -202,7 +324,7 @@ class SlackSettings(_Section):
     approvers: list[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]+$")]] = Field(default_factory=list)
     approver_group: str | None = Field(None, pattern=r"^S[A-Z0-9]+$")
     #: Where approved mentions are posted, share-ready (unset: not posted).
-    wins_channel: str | None = None
+    wins_channel: OptionalChannel = None
     #: A negative alert not handled within this is escalated once, in its thread.
     sla: Duration = 3600.0
     #: The user group mentioned in SLA escalations.
@@ -210,7 +332,7 @@ class SlackSettings(_Section):
     min_interval: Pause = 1.0
     #: More than this many alerts for one query in one channel within ``storm_window``
     #: collapse into one summary with the rest in its thread (0: never).
-    storm_threshold: int = Field(10, ge=0)
+    storm_threshold: int = Field(10, ge=0, le=100_000)
     storm_window: Duration = 60.0
     #: How long a worker holds an outbox row while sending it; a crashed worker's rows are
     #: picked up again after this.
@@ -218,7 +340,7 @@ class SlackSettings(_Section):
     #: How long `earshot run --once` waits for alerts being retried (429 Retry-After, 5xx,
     #: Slack unreachable) before it exits 1 with them still pending in the outbox.
     drain_timeout: Duration = 60.0
-    failing_after: int = Field(3, ge=1)
+    failing_after: int = Field(3, ge=1, le=10_000)
     #: A source whose polls succeed but bring nothing new for this long (and for three
     #: times its usual gap between new items) raises one health notice (0: never).
     silent_after: Pause = 3 * 86400.0
@@ -226,9 +348,7 @@ class SlackSettings(_Section):
     @field_validator("api_url")
     @classmethod
     def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
-        return value
+        return check_http_url(value)
 
 
 class HttpSettings(_Section):
@@ -245,6 +365,18 @@ class StorageSettings(_Section):
 
     path: str = "earshot.db"
 
+    @field_validator("path")
+    @classmethod
+    def _file_name(cls, value: str) -> str:
+        if not value.strip() or "\x00" in value:
+            raise ValueError(f"expected a file name like 'earshot.db', got {shown(value)}")
+        parts = Path(value).parts
+        if len(value.encode("utf-8", "surrogateescape")) > 4000 or any(
+            len(part.encode("utf-8", "surrogateescape")) > 255 for part in parts
+        ):
+            raise ValueError(f"a path too long for the file system: {shown(value)}")
+        return value
+
 
 class _SourceSettings(_Section):
     """Keys every ``[[sources]]`` table has; each type adds its own ``Options``."""
@@ -252,9 +384,11 @@ class _SourceSettings(_Section):
     name: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
     every: Duration = 300.0
     base_url: str | None = None
-    requests_per_minute: float | None = Field(None, gt=0)
-    backfill: Duration = 86400.0
-    timeout: Duration = 20.0
+    #: At least one request in 100 minutes; at most 100,000 a minute.
+    requests_per_minute: float | None = Field(None, ge=0.01, le=100_000)
+    backfill: Backfill = 86400.0
+    #: Per request: at most 10 minutes.
+    timeout: Timeout = 20.0
     if TYPE_CHECKING:
         type: str  # each source type's model adds it as a Literal
 
@@ -266,9 +400,7 @@ class _SourceSettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
-        return value
+        return None if value is None else check_http_url(value)
 
     #: The common keys, which the source's constructor does not take as options.
     COMMON: ClassVar[frozenset[str]] = frozenset(
@@ -337,7 +469,7 @@ def _known_names(names: list[str], known: Sequence[str], kind: str) -> list[str]
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}")
+            raise ValueError(f"unknown {kind} {shown(name)}{hint}; known: {', '.join(known)}")
     return names
 
 
@@ -353,7 +485,7 @@ class RouteSettings(_Section):
     min_rating: int | None = Field(None, ge=1, le=5)
     max_rating: int | None = Field(None, ge=1, le=5)
     action: Literal["instant", "hourly", "daily", "ignore"] = "instant"
-    channel: str | None = Field(None, min_length=1)
+    channel: OptionalChannel = None
 
     @field_validator("sentiment")
     @classmethod
@@ -372,7 +504,7 @@ class RouteSettings(_Section):
             if source not in SOURCE_TYPES:
                 close = difflib.get_close_matches(source, list(SOURCE_TYPES), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"unknown source type {source!r}{hint}")
+                raise ValueError(f"unknown source type {shown(source)}{hint}")
         return sources
 
     @model_validator(mode="after")
@@ -390,25 +522,28 @@ class RouteSettings(_Section):
 
 def _clock(value: Any) -> str:
     if not isinstance(value, str) or not _CLOCK.match(value.strip()):
-        raise ValueError(f"expected a time like '09:00', got {value!r}")
+        raise ValueError(f"expected a time like '09:00', got {shown(value)}")
     return value.strip()
 
 
 def _weekly(value: Any) -> str:
     parts = value.split() if isinstance(value, str) else []
     if len(parts) != 2 or parts[0].lower()[:3] not in _WEEKDAYS:
-        raise ValueError(f"expected a weekday and a time like 'mon 09:00', got {value!r}")
+        raise ValueError(f"expected a weekday and a time like 'mon 09:00', got {shown(value)}")
     return f"{parts[0].lower()[:3]} {_clock(parts[1])}"
 
 
 def _timezone(value: Any) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    problem = f"unknown timezone {shown(value)} (e.g. 'UTC', 'Europe/Berlin')"
+    if not isinstance(value, str) or not value or len(value) > 100:
+        raise ValueError(problem)
     try:
-        ZoneInfo(str(value))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown timezone {value!r} (e.g. 'UTC', 'Europe/Berlin')") from None
-    return str(value)
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError, UnicodeError):
+        raise ValueError(problem) from None
+    return value
 
 
 Clock = Annotated[str, BeforeValidator(_clock)]
@@ -438,8 +573,8 @@ class DigestSettings(_Section):
     timezone: TimeZone = "UTC"
     scope: Literal["routed", "all"] = "routed"
     chart: bool = True
-    weekly: list[str] = Field(default_factory=list)
-    channels: dict[str, DigestChannelSettings] = Field(default_factory=dict)
+    weekly: list[SlackChannel] = Field(default_factory=list)
+    channels: dict[SlackChannel, DigestChannelSettings] = Field(default_factory=dict)
     #: How often the digest job looks for a due digest.
     every: Duration = 60.0
 
@@ -471,15 +606,15 @@ class SpikeSettings(_Section):
     """``[spikes]``: a query's last hour against its EWMA baseline (k-sigma)."""
 
     enabled: bool = True
-    k: float = Field(3.0, gt=0)
-    min_count: int = Field(10, ge=1)
+    k: float = Field(3.0, gt=0, le=100)
+    min_count: int = Field(10, ge=1, le=1_000_000)
     cooldown: Duration = 6 * 3600.0
     alpha: float = Field(0.1, gt=0, le=1)
     history: Duration = 7 * 86400.0
     every: Duration = 300.0
     top: int = Field(3, ge=0, le=10)
     #: Where spike alerts go (unset: the alerts channel).
-    channel: str | None = None
+    channel: OptionalChannel = None
 
 
 class TrainingSettings(_Section):
@@ -491,7 +626,7 @@ class TrainingSettings(_Section):
     weekly_at: Weekly = "sun 03:00"
     timezone: TimeZone = "UTC"
     #: Corrected mentions needed before a refit is tried.
-    min_corrections: int = Field(10, ge=2)
+    min_corrections: int = Field(10, ge=2, le=1_000_000)
     #: Share of the corrections held out to compare the models on.
     holdout: float = Field(0.3, gt=0, lt=1)
 
@@ -502,7 +637,7 @@ class RelevanceSettings(_Section):
 
     enabled: bool = True
     min_relevance: float = Field(0.5, gt=0, lt=1)
-    min_examples: int = Field(5, ge=2)
+    min_examples: int = Field(5, ge=2, le=1_000_000)
 
 
 class ReplyTemplateSettings(_Section):
@@ -525,7 +660,7 @@ class ReplyTemplateSettings(_Section):
         if value is not None and value not in SOURCE_TYPES:
             close = difflib.get_close_matches(value, sorted(SOURCE_TYPES), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"{value!r} is not a source type{hint}")
+            raise ValueError(f"{shown(value)} is not a source type{hint}")
         return value
 
     @field_validator("intent")
@@ -533,7 +668,7 @@ class ReplyTemplateSettings(_Section):
     def _intent(cls, value: str | None) -> str | None:
         known = [i.value for i in Intent]
         if value is not None and value not in known:
-            raise ValueError(f"{value!r} is not an intent (intents: {', '.join(known)})")
+            raise ValueError(f"{shown(value)} is not an intent (intents: {', '.join(known)})")
         return value
 
 
@@ -573,7 +708,9 @@ class ReplySettings(_Section):
         )
         for name in value or []:
             if name not in writable:
-                raise ValueError(f"earshot cannot post to {name!r} (it can: {', '.join(writable)})")
+                raise ValueError(
+                    f"earshot cannot post to {shown(name)} (it can: {', '.join(writable)})"
+                )
         return value
 
 
@@ -601,14 +738,14 @@ class Settings(_Section):
             if unknown:
                 known = ", ".join(declared) or "none"
                 raise ValueError(
-                    f"sources[{index}].secrets: {unknown[0]!r} is not a secret of this source "
+                    f"sources[{index}].secrets: {shown(unknown[0])} is not a secret of this source "
                     f"(known: {known})"
                 )
         names = [source_name(s) for s in self.sources]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(
-                f"two sources share the name {duplicates[0]!r}: give each a distinct 'name'"
+                f"two sources share the name {shown(duplicates[0])}: give each a distinct 'name'"
             )
         queries = set(self.product.queries)
         tags = set(self.product.tags().values())
@@ -617,12 +754,13 @@ class Settings(_Section):
                 close = difflib.get_close_matches(route.query, sorted(queries), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ValueError(
-                    f"routes[{index}].query: {route.query!r} is not one of product.queries{hint}"
+                    f"routes[{index}].query: {shown(route.query)} is not one of "
+                    f"product.queries{hint}"
                 )
             if route.tag is not None and route.tag not in tags:
                 known = ", ".join(sorted(tags)) or "none"
                 raise ValueError(
-                    f"routes[{index}].tag: no query has the tag {route.tag!r} (tags: {known})"
+                    f"routes[{index}].tag: no query has the tag {shown(route.tag)} (tags: {known})"
                 )
         needs_query = [s.type for s in self.sources if SOURCE_TYPES[s.type].needs_query]
         if needs_query and not self.product.queries:
@@ -681,6 +819,9 @@ class ConfigError(Exception):
         super().__init__(f"{path}: " + "; ".join(problems))
 
     def render(self) -> str:
+        """One line for one problem; else a heading and one line per problem."""
+        if len(self.problems) == 1:
+            return f"config error in {self.path}: {self.problems[0]}"
         lines = [f"config error in {self.path}:"]
         lines.extend(f"  - {problem}" for problem in self.problems)
         return "\n".join(lines)
@@ -736,6 +877,65 @@ def _known_keys(loc: tuple[Any, ...], data: Any) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
+#: What a value of these keys looks like, for a value that does not match its pattern.
+_PATTERN_HINTS = {
+    "app_id": "expected the app's numeric id (the number after 'id' in its App Store link)",
+    "countries": "expected a two-letter country code like 'us'",
+    "approvers": "expected a Slack user id like 'U0123ABCD'",
+    "approver_group": "expected a Slack user group id like 'S0123ABCD'",
+    "oncall_group": "expected a Slack user group id like 'S0123ABCD'",
+    "name": "expected letters, digits, '_', '.', ':' and '-' only",
+    "secrets": "expected an environment variable name like 'GITHUB_TOKEN'",
+    "sites": "expected a Stack Exchange site name like 'stackoverflow'",
+    "hashtags": "expected a hashtag like 'acme' (no spaces, '/', '?' or '&')",
+    "feeds": "expected an http(s) URL",
+    "auth_url": "expected an http(s) URL",
+}
+
+
+def _message(error: Any) -> str:
+    """A pydantic error as one plain sentence, with the offending value."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    got = f" (got {shown(value)})" if isinstance(value, str | int | float) else ""
+    field = next((p for p in reversed(error["loc"]) if isinstance(p, str)), "")
+    if kind == "string_pattern_mismatch":
+        hint = _PATTERN_HINTS.get(field, f"does not have the expected form ({ctx.get('pattern')})")
+        return f"{hint}, got {shown(value)}"
+    plain = {
+        "less_than_equal": f"must be at most {ctx.get('le')}",
+        "less_than": f"must be below {ctx.get('lt')}",
+        "greater_than_equal": f"must be at least {ctx.get('ge')}",
+        "greater_than": f"must be above {ctx.get('gt')}",
+        "finite_number": "must be a finite number (not inf or nan)",
+        "int_parsing_size": "number too large",
+        "int_parsing": "expected a whole number",
+        "int_type": "expected a whole number",
+        "int_from_float": "expected a whole number",
+        "float_parsing": "expected a number",
+        "float_type": "expected a number",
+        "bool_parsing": "expected true or false",
+        "bool_type": "expected true or false",
+        "string_type": "expected text",
+        "string_unicode": "not valid UTF-8 text",
+        "list_type": "expected a list",
+        "dict_type": "expected a table",
+        "model_type": "expected a table",
+        "model_attributes_type": "expected a table",
+        "string_too_short": "must not be empty"
+        if ctx.get("min_length") == 1
+        else f"must have at least {ctx.get('min_length')} characters",
+        "string_too_long": f"must have at most {ctx.get('max_length')} characters",
+        "too_short": f"must have at least {ctx.get('min_length')} item(s)",
+        "too_long": f"must have at most {ctx.get('max_length')} item(s)",
+    }.get(kind)
+    if plain is not None:
+        return plain + got
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return message + (got if kind == "literal_error" else "")
+
+
 def _problems(exc: ValidationError, data: Any) -> list[str]:
     problems = []
     for error in exc.errors():
@@ -752,15 +952,19 @@ def _problems(exc: ValidationError, data: Any) -> list[str]:
             close = difflib.get_close_matches(tag, list(SOURCE_SETTINGS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             known = ", ".join(SOURCE_SETTINGS)
-            problems.append(f"{where}.type: unknown source type {tag!r}{hint}; known: {known}")
+            problems.append(f"{where}.type: unknown source type {shown(tag)}{hint}; known: {known}")
         elif kind == "union_tag_not_found":
             problems.append(f"{where}.type: missing (one of {', '.join(SOURCE_SETTINGS)})")
         elif kind == "missing":
             problems.append(f"{where}: required key missing")
         else:
-            message = str(error["msg"]).removeprefix("Value error, ")
-            problems.append(f"{where}: {message}")
-    return problems
+            problems.append(f"{where}: {_message(error)}")
+    return [_printable(problem) for problem in problems]
+
+
+def _printable(text: str) -> str:
+    """``text`` with characters that cannot be written as UTF-8 (surrogates) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def parse_settings(data: Mapping[str, Any], path: str = "<config>") -> Settings:
@@ -778,6 +982,11 @@ PLAIN_VARIABLES: dict[str, str] = {
     "EARSHOT_LOG_FORMAT": "json or text (default: text on a terminal, JSON lines otherwise)",
     "EARSHOT_HTTP_PORT": "the ops endpoint's port (same as EARSHOT_HTTP__PORT)",
     "EARSHOT_REPLICA_ID": "this replica's name in poll leases (default: the host name)",
+}
+#: The values the plain variables with a fixed set of values take (case-insensitive).
+_PLAIN_VALUES: dict[str, frozenset[str]] = {
+    "EARSHOT_LOG_LEVEL": frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}),
+    "EARSHOT_LOG_FORMAT": frozenset({"JSON", "TEXT"}),
 }
 ENV_PREFIX = "EARSHOT_"
 #: Variables read by earshot's tests and tools, never reported as unknown.
@@ -803,9 +1012,10 @@ def env_value(text: str) -> Any:
     """A variable's value: a TOML scalar or array (``-0.4``, ``true``, ``["a", "b"]``) when
     it parses as one, else the text itself (``1m``, ``#cx-alerts``)."""
     try:
-        return tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
+        document = tomllib.loads(f"value = {text}")
+    except (ValueError, RecursionError):  # not TOML; or an integer of 4,300+ digits, or deep
         return text
+    return document["value"] if list(document) == ["value"] else text
 
 
 def env_overrides(env: Mapping[str, str] | None = None) -> list[EnvOverride]:
@@ -822,7 +1032,9 @@ def env_overrides(env: Mapping[str, str] | None = None) -> list[EnvOverride]:
         if not upper.startswith(ENV_PREFIX) or "__" not in upper:
             continue
         parts = upper[len(ENV_PREFIX) :].split("__")
-        path = tuple(int(p) if p.isdigit() else p.lower() for p in parts)
+        path = tuple(
+            int(p) if p.isascii() and p.isdigit() and len(p) <= 18 else p.lower() for p in parts
+        )
         found.append(EnvOverride(name, path, env[name], env_value(env[name])))
     port = env.get("EARSHOT_HTTP_PORT")
     if port and not any(o.path == ("http", "port") for o in found):
@@ -837,6 +1049,14 @@ def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     problems = []
     for name in sorted(env):
         upper = name.upper()
+        if upper in _PLAIN_VALUES:
+            value = env[name]
+            allowed = _PLAIN_VALUES[upper]
+            if value and value.strip().upper() not in allowed:
+                problems.append(
+                    f"{name}: {shown(value)} is not one of {', '.join(sorted(allowed))}"
+                )
+            continue
         if (
             not upper.startswith(ENV_PREFIX)
             or "__" in upper
@@ -847,7 +1067,7 @@ def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
         sections = [f"{ENV_PREFIX}{key.upper()}__" for key in Settings.model_fields]
         close = difflib.get_close_matches(upper, [*PLAIN_VARIABLES, *sections], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        problems.append(f"{name}: unknown environment variable{hint}")
+        problems.append(_printable(f"{name}: unknown environment variable{hint}"))
     return problems
 
 
@@ -896,10 +1116,38 @@ def apply_env(
     overrides = env_overrides(env)
     problems = []
     for override in overrides:
+        if not _is_utf8(override.variable) or not _is_utf8(override.raw):
+            problems.append(
+                f"{_printable(override.variable)}: not valid UTF-8 text (the environment "
+                "holds bytes that are not UTF-8)"
+            )
+            continue
         problem = _apply(document, override, override.raw if raw else override.value)
         if problem:
             problems.append(problem)
     return document, overrides, problems
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # surrogates: bytes that were not UTF-8 in the environment
+        return False
+    return True
+
+
+def _too_deep(document: Any) -> str | None:
+    """Where ``document`` nests deeper than ``MAX_DEPTH`` tables and arrays, else ``None``."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            return _location(path[:MAX_DEPTH])
+        if isinstance(node, dict):
+            stack.extend((v, (*path, str(k))) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(node))
+    return None
 
 
 def _name_variables(problems: list[str], overrides: list[EnvOverride]) -> list[str]:
@@ -930,7 +1178,13 @@ def load_settings(path: str | Path, *, env: Mapping[str, str] | None = None) -> 
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(str(path), ["file not found"]) from None
+        raise ConfigError(
+            str(path),
+            [
+                f"file not found; `earshot init {path}` writes a commented example there "
+                "(`earshot init -` prints it)"
+            ],
+        ) from None
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
     try:
@@ -939,11 +1193,26 @@ def load_settings(path: str | Path, *, env: Mapping[str, str] | None = None) -> 
         raise ConfigError(str(path), ["not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"invalid TOML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError(str(path), ["invalid TOML: nested too deeply to read"]) from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        reason = "an integer too long" if "integer string" in str(exc) else str(exc)
+        raise ConfigError(str(path), [f"invalid TOML: {reason}"]) from None
+    deep = _too_deep(data)
+    if deep is not None:
+        raise ConfigError(str(path), [f"{deep}: nested more than {MAX_DEPTH} levels deep"])
     merged, overrides, problems = apply_env(data, env)
     if problems:
         raise ConfigError(str(path), problems)
+    deep = _too_deep(merged)
+    if deep is not None:
+        culprit = next((o.variable for o in overrides if deep.startswith(o.key)), None)
+        where = f"{deep} (from {culprit})" if culprit else deep
+        raise ConfigError(str(path), [f"{where}: nested more than {MAX_DEPTH} levels deep"])
     try:
         return parse_settings(merged, str(path))
+    except RecursionError:
+        raise ConfigError(str(path), ["nested too deeply to read"]) from None
     except ConfigError as first:
         # A value that parsed as a number or boolean may be meant as text (a channel id
         # like 12345): try the overrides as plain text before reporting.
@@ -954,6 +1223,22 @@ def load_settings(path: str | Path, *, env: Mapping[str, str] | None = None) -> 
             except ConfigError:
                 pass
         raise ConfigError(str(path), _name_variables(first.problems, overrides)) from None
+
+
+def example_config() -> str:
+    """The commented example config that ships with earshot (what ``earshot init`` writes)."""
+    from importlib.resources import files
+
+    return (files("earshot.config") / "earshot.example.toml").read_text("utf-8")
+
+
+def is_example_config(path: str | Path) -> bool:
+    """Whether the file at ``path`` is the example config, unchanged."""
+    try:
+        text = Path(path).read_bytes().replace(b"\r\n", b"\n")
+    except OSError:
+        return False
+    return text == example_config().encode("utf-8")
 
 
 def database_url(settings: Settings, secrets: Secrets, *, base: Path | None = None) -> str:

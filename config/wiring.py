@@ -43,7 +43,7 @@ from earshot.responders.replies.worker import ReplySender
 from earshot.responders.slack import SlackChannel
 
 from .migrations import ensure_schema
-from .settings import Secrets, Settings, database_url, source_name
+from .settings import ConfigError, Secrets, Settings, database_url, source_name
 
 if TYPE_CHECKING:
     from earshot.responders.replies.slack import ReplyConfig
@@ -92,27 +92,36 @@ def build_sources(
     """One ``Source`` per ``[[sources]]`` entry, each with its own rate limiter.
 
     Rate-limit waits end early when ``stop`` is set, so a shutdown never waits them out.
-    Secrets come from ``env`` (default: the process environment).
+    Secrets come from ``env`` (default: the process environment). Raises ``ConfigError``
+    naming each source that refuses its settings (GitHub discussions without a token, a
+    Discourse source without ``base_url``...).
     """
     stop = stop or threading.Event()
     env = os.environ if env is None else env
     sources: list[Source] = []
     every: dict[str, float] = {}
-    for entry in settings.sources:
+    problems: list[str] = []
+    for index, entry in enumerate(settings.sources):
         cls = SOURCE_TYPES[entry.type]
         rpm = entry.requests_per_minute or cls.default_requests_per_minute
         limiter = RateLimiter(rpm, sleep=stop.wait)
         http = SourceHttp(client, limiter, timeout=entry.timeout, stop=stop)
         options = {**entry.options(), **entry.secret_values(env)}
-        source = cls(
-            http,
-            name=source_name(entry),
-            base_url=entry.base_url,
-            backfill_seconds=entry.backfill,
-            **options,
-        )
+        try:
+            source = cls(
+                http,
+                name=source_name(entry),
+                base_url=entry.base_url,
+                backfill_seconds=entry.backfill,
+                **options,
+            )
+        except ValueError as exc:  # what the source refuses, often for a missing secret
+            problems.append(f"sources[{index}] ({source_name(entry)}): {exc}")
+            continue
         sources.append(source)
         every[source.key] = entry.every
+    if problems:
+        raise ConfigError("[[sources]]", problems)
     return sources, every
 
 
@@ -515,8 +524,17 @@ def build(
     swap the outside world for fakes.
 
     Raises ``earshot.config.migrations.SchemaError`` when the database's schema is behind
-    (or ahead of) this version; an empty database gets the schema created.
+    (or ahead of) this version; an empty database gets the schema created. Raises
+    ``ConfigError`` when a source refuses its settings (``build_sources``), before the
+    database is opened.
     """
+    client = build_client(transport)
+    stop = threading.Event()
+    try:
+        sources, every = build_sources(settings, client, stop)
+    except ConfigError:
+        client.close()
+        raise
     store = Store.from_url(database or database_url(settings, secrets, base=base_dir))
     try:
         # Empty database: create the schema at head. Behind head: SchemaError, which says
@@ -524,10 +542,8 @@ def build(
         ensure_schema(store.engine)
     except Exception:
         store.engine.dispose()
+        client.close()
         raise
-    client = build_client(transport)
-    stop = threading.Event()
-    sources, every = build_sources(settings, client, stop)
     queries, aliases = build_queries(settings, store)
     sentiment = settings.sentiment
     classifier: Classifier

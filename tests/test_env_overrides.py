@@ -182,7 +182,7 @@ def test_check_reports_env_typos_and_lists_overrides(
     monkeypatch.setenv("EARSHOT_SLACK__ALERTS_CHANNEL", "#from-env")
     result = runner.invoke(app, ["check", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    assert "negative -> #from-env" in result.output
+    assert "sentiment mixed, negative, unscored -> alert in #from-env" in result.output
     assert "from the environment: slack.alerts_channel (EARSHOT_SLACK__ALERTS_CHANNEL)" in (
         result.output
     )
