@@ -114,6 +114,20 @@ PY
 venv="$root/opt/earshot"
 "$venv/bin/earshot" --version
 "$venv/bin/earshot" check --config config/earshot.example.toml >/dev/null
+# the example ships in the wheel: `earshot init` writes it without a clone
+"$venv/bin/earshot" init - | cmp - config/earshot.example.toml
+# no config: every command says how to make one, and run never polls with the example
+if "$venv/bin/earshot" run --once --config "$root/none.toml" 2>"$root/err"; then
+    echo "earshot run started without a config" >&2
+    exit 1
+fi
+grep -q "earshot init" "$root/err"
+"$venv/bin/earshot" init "$root/example.toml" >/dev/null
+if "$venv/bin/earshot" run --once --config "$root/example.toml" 2>"$root/err"; then
+    echo "earshot run polled with the unchanged example config" >&2
+    exit 1
+fi
+grep -q "example config unchanged" "$root/err"
 DATABASE_URL="sqlite:///$root/check.db" "$venv/bin/earshot" db upgrade --config "$root/none.toml"
 DATABASE_URL="sqlite:///$root/check.db" "$venv/bin/earshot" db current --config "$root/none.toml" \
     | grep -q "up to date"

@@ -80,7 +80,7 @@ show() {  # show EXPECTED CODE LINE DESCRIPTION
 }
 last_line() { grep -v '^\s*$' "$1" | tail -n 1; }
 # The commands run with a clean earshot environment and console delivery unless set.
-clean_env=(env -u DATABASE_URL -u SLACK_BOT_TOKEN -u EARSHOT_CONFIG -u EARSHOT_HTTP_PORT
+clean_env=(env -u DATABASE_URL -u SLACK_BOT_TOKEN -u EARSHOT_CONFIG -u EARSHOT_HTTP_PORT -u GITHUB_TOKEN
     EARSHOT_LOG_LEVEL=ERROR EARSHOT_LOG_FORMAT=text)
 
 # 0: every alert delivered (to the console: no SLACK_BOT_TOKEN).
@@ -101,6 +101,13 @@ c="$(config typo 284815942)"
 sed -i 's/^min_interval/min_intervall/' "$c"
 "${clean_env[@]}" "$EARSHOT" run --once --config "$c" >"$work/out" 2>"$work/err"
 show 2 $? "$(last_line "$work/err")" "run --once, a misspelt key"
+
+# 2: check refuses what run would refuse (GitHub discussions without GITHUB_TOKEN).
+c="$(config discussions 284815942)"
+sed -i 's/^name = "Demo"$/name = "Demo"\nqueries = ["demo"]/' "$c"
+printf '[[sources]]\ntype = "github"\nkinds = ["discussions"]\n' >>"$c"
+"${clean_env[@]}" "$EARSHOT" check --config "$c" >"$work/out" 2>"$work/err"
+show 2 $? "$(last_line "$work/err")" "check, a source that needs a secret"
 
 # 2: a second run on the same SQLite file (a real `earshot run` holds it).
 c="$(config held 284815942)"
@@ -134,7 +141,7 @@ show 3 $? "$(grep '^earshot run --once:' "$work/out")" "run --once, every source
 # 4: PostgreSQL unreachable (nothing listens on the port).
 c="$(config pg 284815942)"
 db_port="$(free_port)"
-for command in "run --once" "report" "db current"; do
+for command in "run --once" "check" "report" "db current"; do
     # shellcheck disable=SC2086 # the command's words
     "${clean_env[@]}" DATABASE_URL="postgresql://earshot:s3cret@127.0.0.1:$db_port/earshot" \
         "$EARSHOT" $command --config "$c" >"$work/out" 2>"$work/err"
