@@ -810,8 +810,9 @@ class Secrets:
         return f"Secrets({shown})"
 
 
-class ConfigError(Exception):
-    """The config file cannot be used; the message names each bad key."""
+class ConfigError(ValueError):
+    """The config file cannot be used; the message names each bad key (or, from
+    ``wiring.build_sources``, each source that refuses its settings)."""
 
     def __init__(self, path: str, problems: list[str]) -> None:
         self.path = path
