@@ -189,6 +189,7 @@ def downgrade() -> None:
 '''
     )
     monkeypatch.setattr(migrations, "HERE", copy)
+    monkeypatch.setattr(migrations, "HEAD", "9999")  # a newer earshot names its new head
     monkeypatch.delenv("DATABASE_URL", raising=False)
 
     result = runner.invoke(app, ["run", "--once", "--config", str(config)])
@@ -323,3 +324,25 @@ def test_0003_gives_existing_mentions_no_intents_and_reads_them_back(empty_url: 
         store.engine.dispose()
     migrations.downgrade(empty_url, "0002")
     assert migrations.status(empty_url).current == "0002"
+
+
+def test_head_is_alembics_head() -> None:
+    """``HEAD`` is what the usual start compares with, without Alembic: it must be the head."""
+    from earshot.config.migrations import HEAD, alembic_head
+
+    assert alembic_head() == HEAD
+
+
+def test_a_current_database_starts_without_importing_alembic(tmp_path: Path) -> None:
+    """The long-running process should not carry Alembic (about 11 MB) when nothing migrates."""
+    url = f"sqlite:///{tmp_path / 'earshot.db'}"
+    assert migrations.ensure_schema(url) == "created"
+    code = (
+        "import sys\n"
+        "from earshot.config.migrations import ensure_schema\n"
+        f"print(ensure_schema({url!r}))\n"
+        "assert 'alembic' not in sys.modules, 'alembic imported'\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "current"

@@ -8,6 +8,9 @@ keys; nothing here writes crypto by hand.
 
 The key checks raise ``ValueError`` with a message that names what is wrong and where it
 came from (an environment variable's name), never the value: ``earshot check`` prints them.
+
+PyJWT and ``cryptography`` are imported when a key is first read (about 10 MB resident), so a
+process without a store source does not carry them.
 """
 
 from __future__ import annotations
@@ -15,12 +18,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from .base import (
     BadPayloadError,
@@ -33,6 +33,9 @@ from .base import (
     explain,
     parse_retry_after,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 #: Renew a token this many seconds before it expires.
 TOKEN_MARGIN = 60.0
@@ -53,6 +56,8 @@ def load_ec_p256_key(pem: str, what: str) -> ec.EllipticCurvePrivateKey:
 
     ``what`` names the setting in error messages; the key itself never appears in them.
     """
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = _load_private_key(pem, what)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise ValueError(
@@ -64,6 +69,8 @@ def load_ec_p256_key(pem: str, what: str) -> ec.EllipticCurvePrivateKey:
 
 def load_rsa_key(pem: str, what: str) -> rsa.RSAPrivateKey:
     """A Google service account's RSA private key (PEM) from ``pem``."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = _load_private_key(pem, what)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError(f"{what}: private_key is not an RSA key")
@@ -71,6 +78,8 @@ def load_rsa_key(pem: str, what: str) -> rsa.RSAPrivateKey:
 
 
 def _load_private_key(pem: str, what: str) -> Any:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     text = pem.strip()
     if "\\n" in text and "\n" not in text:
         # A key pasted into one environment variable line with escaped newlines.
@@ -89,6 +98,8 @@ def _load_private_key(pem: str, what: str) -> Any:
 
 def sign(claims: Mapping[str, Any], key: Any, algorithm: str, headers: Mapping[str, str]) -> str:
     """A compact JWT of ``claims`` signed with ``key`` (PyJWT adds ``alg`` to the header)."""
+    import jwt
+
     return jwt.encode(dict(claims), key, algorithm=algorithm, headers=dict(headers))
 
 
