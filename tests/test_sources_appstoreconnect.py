@@ -492,3 +492,31 @@ backfill = "7d"
     assert "Lost all my notes" not in out, "the replied Play review is not"
     assert pem(KEY).splitlines()[1] not in done.stdout + done.stderr
     assert play_key and "BEGIN PRIVATE KEY" not in done.stdout + done.stderr
+
+
+def test_earshot_check_names_the_missing_credential_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from earshot.config.cli import app
+
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("APPSTORECONNECT_PRIVATE_KEY_FILE", raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'earshot.db'}")
+    config = tmp_path / "earshot.toml"
+    config.write_text(
+        '[product]\nname = "Acme"\nqueries = ["acme"]\n'
+        f'[[sources]]\ntype = "appstoreconnect"\napp_id = "{APP}"\n'
+    )
+    runner = CliRunner()
+    env = {**ENV, "APPSTORECONNECT_ISSUER_ID": "not-a-uuid"}
+    result = runner.invoke(app, ["check", "--config", str(config)], env=env)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "APPSTORECONNECT_ISSUER_ID: not an issuer id (a UUID)" in result.stderr
+    assert "not-a-uuid" not in result.output and pem(KEY).splitlines()[1] not in result.output
+    result = runner.invoke(app, ["check", "--config", str(config)], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert pem(KEY).splitlines()[1] not in result.output and ISSUER not in result.output

@@ -309,3 +309,39 @@ def test_a_refused_exchange_logs_neither_the_assertion_nor_the_key(
     form = parse_qs(fake.requests[0].content.decode())
     assert form["assertion"][0] not in text
     assert not any(line in text for line in stale["private_key"].splitlines()[1:-1])
+
+
+# -- earshot check: the key's shape, one line, never the key --------------------------------
+
+
+def test_earshot_check_refuses_a_bad_key_in_one_line_without_showing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from earshot.config.cli import app
+
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLEPLAY_SERVICE_ACCOUNT_JSON"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'earshot.db'}")
+    config = tmp_path / "earshot.toml"
+    config.write_text(
+        '[product]\nname = "Acme"\nqueries = ["acme"]\n'
+        '[[sources]]\ntype = "googleplay"\npackage_name = "com.acme.notes"\n'
+    )
+    runner = CliRunner()
+    bad = json.dumps({**ACCOUNT, "private_key": ACCOUNT["private_key"][:400]})
+    result = runner.invoke(
+        app, ["check", "--config", str(config)], env={"GOOGLEPLAY_SERVICE_ACCOUNT_JSON": bad}
+    )
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "GOOGLEPLAY_SERVICE_ACCOUNT_JSON: the PEM private key does not parse" in result.stderr
+    assert ACCOUNT["private_key"].splitlines()[1] not in result.output
+    good = json.dumps(ACCOUNT)
+    result = runner.invoke(
+        app, ["check", "--config", str(config)], env={"GOOGLEPLAY_SERVICE_ACCOUNT_JSON": good}
+    )
+    assert result.exit_code == 0, result.output
+    assert ACCOUNT["private_key"].splitlines()[1] not in result.output
+    assert ACCOUNT["client_email"] not in result.output
