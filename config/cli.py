@@ -732,6 +732,22 @@ def report(
             f"{(row.p90 or 0) / 60:.0f} min",
         )
     show(rt, "none yet (no alert marked Handled in this period)")
+    replied = Table(title=f"Replies to customers ({digest.replies_total})")
+    for column in ("who", "where", "when", "to", "reply"):
+        replied.add_column(column, overflow="fold")
+    for reply in digest.replies:
+        verb = "" if reply.status == "sent" else " (I replied)"
+        who = reply.author_name or reply.author_id
+        if reply.approver_id:
+            who += f", approved by {reply.approver_id}"
+        replied.add_row(
+            who + verb,
+            reply.platform,
+            reply.sent_at[:16].replace("T", " "),
+            reply.title[:60],
+            reply.reply_url or reply.url,
+        )
+    show(replied, "none yet (no reply sent or marked in this period)")
     days = Table(title=f"Per day ({timezone})")
     days.add_column("day")
     for label in ("total", "negative", "mixed", "neutral", "positive", "unscored"):

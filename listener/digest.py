@@ -37,6 +37,8 @@ from .models import (
     Label,
     Mention,
     MentionStatus,
+    Reply,
+    ReplyStatus,
     as_utc,
     utcnow,
 )
@@ -50,11 +52,13 @@ __all__ = [
     "DigestSchedule",
     "Item",
     "Period",
+    "ReplyItem",
     "ResponseTimes",
     "build_digest",
     "due_period",
     "enqueue_digest",
     "percentile",
+    "replies_made",
     "response_times",
 ]
 
@@ -69,6 +73,8 @@ KIND_CHART = "digest_chart"
 TOP = 5
 HELD = 15
 UNHANDLED = 5
+#: Replies to customers a digest lists (newest first; the count covers all of them).
+REPLIES = 5
 #: Days the chart covers (at least; a weekly digest covers its week).
 CHART_DAYS = 7
 
@@ -217,6 +223,27 @@ class ResponseTimes:
     p90: float | None
 
 
+@dataclass(frozen=True)
+class ReplyItem:
+    """One answer to a customer, as a digest lists it: who replied, when, where, and to what.
+
+    ``status`` is ``sent`` (posted by earshot) or ``manual`` (a lead replied on the platform
+    and said so with "I replied"); ``approver_id`` is set when an approver sent it.
+    """
+
+    mention_id: int
+    source: str
+    title: str
+    url: str
+    platform: str
+    author_id: str
+    author_name: str
+    approver_id: str | None
+    sent_at: str
+    reply_url: str
+    status: str
+
+
 @dataclass
 class Digest:
     """The figures of one digest (or of ``earshot report``)."""
@@ -243,6 +270,9 @@ class Digest:
     unhandled_total: int = 0
     days: list[DayCount] = field(default_factory=list)
     response_times: list[ResponseTimes] = field(default_factory=list)
+    #: Replies to customers made in the period (sent by earshot or marked "I replied").
+    replies: list[ReplyItem] = field(default_factory=list)
+    replies_total: int = 0
     chart: bool = False
     #: Spam and off-topic mentions of the period, stored and never alerted (all queries).
     filtered: int = 0
@@ -271,6 +301,7 @@ class Digest:
             data[name] = [Item(**item) for item in data.get(name) or []]
         data["days"] = [DayCount(**day) for day in data.get("days") or []]
         data["response_times"] = [ResponseTimes(**r) for r in data.get("response_times") or []]
+        data["replies"] = [ReplyItem(**r) for r in data.get("replies") or []]
         return cls(**data)
 
 
@@ -320,6 +351,49 @@ def response_times(
         ResponseTimes(channel, len(values), percentile(values, 50), percentile(values, 90))
         for channel, values in sorted(seconds.items())
     ]
+
+
+def replies_made(
+    session: Session, start: datetime, end: datetime, limit: int = REPLIES
+) -> tuple[int, list[ReplyItem]]:
+    """The replies to customers made in ``[start, end)``: how many, and the newest ``limit``.
+
+    A reply counts when it reached the customer: ``sent`` by earshot (at the time the
+    platform gives) or ``manual`` (at the time the lead said "I replied").
+    """
+    made = (
+        col(Reply.status).in_([ReplyStatus.SENT.value, ReplyStatus.MANUAL.value]),
+        col(Reply.sent_at) >= start,
+        col(Reply.sent_at) < end,
+    )
+    total = session.exec(select(func.count()).select_from(Reply).where(*made)).one()
+    rows = session.exec(
+        select(Reply, Mention)
+        .join(Mention, col(Mention.id) == col(Reply.mention_id))
+        .where(*made)
+        .order_by(col(Reply.sent_at).desc(), col(Reply.id).desc())
+        .limit(limit)
+    ).all()
+    items = []
+    for reply, mention in rows:
+        item = Item.of(mention)
+        sent = as_utc(reply.sent_at)
+        items.append(
+            ReplyItem(
+                mention_id=item.id,
+                source=item.source,
+                title=item.title,
+                url=item.url,
+                platform=reply.platform,
+                author_id=reply.author_id,
+                author_name=reply.author_name,
+                approver_id=reply.approver_id,
+                sent_at=sent.isoformat() if sent else "",
+                reply_url=reply.remote_url or "",
+                status=reply.status,
+            )
+        )
+    return int(total), items
 
 
 #: ``Mention.intents`` is a JSON list of ``Intent`` values: its text holds ``"spam"`` (with
@@ -545,6 +619,8 @@ def _build(
     )
     if period.kind == "weekly":
         digest.response_times = response_times(store, period.start, period.end)
+    if period.kind != "hourly":
+        digest.replies_total, digest.replies = replies_made(session, period.start, period.end)
     return digest, [int(m.id or 0) for m in held]
 
 

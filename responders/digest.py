@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from earshot.listener.digest import KIND_CHART, KIND_DIGEST, DayCount, Digest, Item
+from earshot.listener.digest import KIND_CHART, KIND_DIGEST, DayCount, Digest, Item, ReplyItem
 from earshot.listener.models import Delivery
 from earshot.listener.spikes import KIND_SPIKE
 
@@ -59,6 +59,7 @@ _ORDER = ("negative", "mixed", "unscored", "neutral", "positive")
 _UNSAFE = frozenset('<>|"`')
 MAX_SECTION = 3000
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,27 @@ def _item_line(item: Item, width: int = 140) -> str:
     score = f" {item.score:+.2f}" if isinstance(item.score, int | float) else ""
     stars = f" ⭐{item.rating}" if item.rating is not None else ""
     return f"{dot} {text} · {safe(where, 40)}{stars}{score}"
+
+
+def _person(user_id: str | None, name: str = "") -> str:
+    """A Slack user as a mention (``<@U123>``, which Slack shows by name), else the name."""
+    if user_id and _USER_ID.match(user_id):
+        return f"<@{user_id}>"
+    return safe(one_line(name), 80) or "someone"
+
+
+def _reply_line(reply: ReplyItem, tz: str, width: int = 120) -> str:
+    """Who replied, when and where, to what (linked), and the reply itself (linked)."""
+    who = _person(reply.author_id, reply.author_name)
+    where = safe(source_name(reply.platform), 40)
+    verb = "said they replied" if reply.status == "manual" else "replied"
+    approved = f" (approved by {_person(reply.approver_id)})" if reply.approver_id else ""
+    label = safe(one_line(reply.title) or "(no title)", width)
+    url = link_url(reply.url)
+    what = f"<{url}|{label}>" if url else label
+    answer = link_url(reply.reply_url)
+    link = f" · <{answer}|the reply>" if answer else ""
+    return f"✉️ {who} {verb} on {where}, {_when(reply.sent_at, tz)}{approved}: {what}{link}"
 
 
 def _lines_section(block_id: str, heading: str, lines: Sequence[str], more: int) -> dict[str, Any]:
@@ -235,6 +257,15 @@ def render_digest(digest: Digest) -> RenderedMessage:
             for r in digest.response_times
         ]
         blocks.append(_lines_section("digest_rt", "*Response times (alert to Handled)*", lines, 0))
+    if digest.replies_total:
+        blocks.append(
+            _lines_section(
+                "digest_replies",
+                f"*Replies to customers ({digest.replies_total})*",
+                [_reply_line(r, digest.timezone) for r in digest.replies],
+                digest.replies_total - len(digest.replies),
+            )
+        )
     if digest.chart:
         blocks.append(
             {
@@ -274,7 +305,21 @@ def digest_text(digest: Digest) -> str:
         lines.append(
             f"response times {r.channel}: median {_duration(r.median)}, p90 {_duration(r.p90)}"
         )
+    if digest.replies_total:
+        lines.append(f"replies to customers ({digest.replies_total}):")
+        lines += [f"  - {reply_summary(r, digest.timezone)}" for r in digest.replies]
     return "\n".join(lines)
+
+
+def reply_summary(reply: ReplyItem, tz: str) -> str:
+    """One reply in plain text: who, when, where, to what, and the reply's link."""
+    verb = "said they replied" if reply.status == "manual" else "replied"
+    approved = f" (approved by {reply.approver_id})" if reply.approver_id else ""
+    who = one_line(reply.author_name) or reply.author_id or "someone"
+    return (
+        f"{who} {verb} on {source_name(reply.platform)}, {_when(reply.sent_at, tz)}{approved}: "
+        f"{one_line(reply.title)[:80]} {reply.reply_url or reply.url}"
+    ).rstrip()
 
 
 def render_spike(payload: dict[str, Any]) -> tuple[RenderedMessage, str]:

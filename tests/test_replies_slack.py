@@ -16,10 +16,11 @@ import pytest
 from sqlmodel import Session, select
 
 from earshot.listener import workflow as wf
-from earshot.listener.digest import response_times
+from earshot.listener.digest import Digest, Period, build_digest, response_times
 from earshot.listener.models import Delivery, Mention, utcnow
 from earshot.listener.sources.base import RateLimiter, SourceHttp
 from earshot.listener.store import Store
+from earshot.responders.digest import digest_text, render_digest
 from earshot.responders.replies.bluesky import BlueskyWriter
 from earshot.responders.replies.slack import (
     VIEW_COPY,
@@ -207,6 +208,15 @@ def test_the_modal_says_what_is_wrong_before_anything_is_stored(replies: Replies
     assert stored.status == "queued" and stored.author_id == "U111"
 
 
+def _daily_digest(store: Store) -> Digest:
+    """The daily digest of the day around now (replies are listed in every digest but hourly)."""
+    now = utcnow()
+    period = Period(
+        "daily", "#cx-digest", now - timedelta(hours=12), now + timedelta(hours=12), "UTC"
+    )
+    return build_digest(store, period)
+
+
 def test_send_posts_once_marks_handled_and_the_alert_and_digest_show_who_and_when(
     replies: Replies,
 ) -> None:
@@ -247,6 +257,11 @@ def test_send_posts_once_marks_handled_and_the_alert_and_digest_show_who_and_whe
         replies.store, utcnow() - timedelta(hours=1), utcnow() + timedelta(hours=1)
     )
     assert times.channel == "#cx-alerts" and times.count == 1
+    digest = _daily_digest(replies.store)
+    assert digest.replies_total == 1
+    shown = texts(render_digest(digest).blocks)
+    assert "*Replies to customers (1)*" in shown
+    assert "✉️ <@U111> replied on Bluesky, " in shown and f"<{reply.remote_url}|the reply>" in shown
 
 
 def test_approval_a_non_approver_cannot_send_an_approver_edits_and_sends(
@@ -364,6 +379,9 @@ def test_where_earshot_cannot_write_the_modal_offers_the_draft_and_i_replied(
     assert replies.sender.run_once().sent == 0
     with Session(replies.store.engine) as session:
         assert session.exec(select(Delivery).where(Delivery.kind == "thread_reply")).all() == []
+    digest = _daily_digest(replies.store)
+    assert "<@U111> said they replied on Hacker News" in texts(render_digest(digest).blocks)
+    assert "said they replied on Hacker News" in digest_text(digest)
 
 
 def test_run_wires_the_sender_job_with_the_sources_client_and_the_alert_update(
