@@ -93,6 +93,11 @@ def mention(
         sentiment_label=label,
         sentiment_score=round(score, 4),
         rating=rating,
+        # The model's defaults, given: a default_factory costs SQLModel an inspect.signature
+        # call per field and mention (0.5 ms a mention with them, 0.14 ms without).
+        raw={},
+        sentiment_reasons=[],
+        intents=[],
     )
 
 
