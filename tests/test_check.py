@@ -138,19 +138,19 @@ def test_check_and_run_refuse_what_a_source_refuses(
 
 
 def test_check_reports_the_schema_revision(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    empty_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from earshot.config import migrations
 
-    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATABASE_URL", empty_url)
     config = tmp_path / "earshot.toml"
     config.write_text('[product]\nname = "Acme"\n[[sources]]\ntype = "appstore"\napp_id = 1\n')
-    migrations.upgrade(database_url, "0003")
+    migrations.upgrade(empty_url, "0003")
     head = migrations.head()
     code, out, err = check(config)
     assert code == 2
     assert f"schema revision 0003, earshot needs {head}: run `earshot db upgrade`" in err
-    migrations.upgrade(database_url, "head")
+    migrations.upgrade(empty_url, "head")
     code, out, err = check(config)
     assert code == 0, err
     assert re.search(rf"^database: .*: reachable, schema revision {head} \(current\)$", out, re.M)
