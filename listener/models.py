@@ -19,6 +19,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def new_dict() -> dict[str, Any]:
+    """A new empty dict: a field's ``default_factory``.
+
+    Not ``dict`` itself: pydantic inspects a factory's signature on every instance it builds,
+    and for a builtin that inspection fails slowly (about 0.1 ms a field, a third of what
+    building a ``Mention`` cost); a plain function's signature is read at once.
+    """
+    return {}
+
+
+def new_list() -> list[Any]:
+    """A new empty list: a field's ``default_factory`` (see ``new_dict``)."""
+    return []
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """Normalize a datetime to aware UTC (SQLite hands naive datetimes back)."""
     if value is None:
@@ -110,16 +125,16 @@ class Mention(SQLModel, table=True):
     rating: int | None = None
     language: str | None = Field(default=None, max_length=16)
     matched_query: str | None = Field(default=None, max_length=500)
-    raw: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    raw: dict[str, Any] = Field(default_factory=new_dict, sa_column=Column(JSON, nullable=False))
     sentiment_label: str | None = Field(default=None, max_length=16, index=True)
     sentiment_score: float | None = None
     sentiment_reasons: list[str] = Field(
-        default_factory=list, sa_column=Column(JSON, nullable=False)
+        default_factory=new_list, sa_column=Column(JSON, nullable=False)
     )
     #: The calibrated probability of ``sentiment_label`` (``None``: the classifier has none).
     sentiment_confidence: float | None = None
     #: ``Intent`` values, strongest first (``["bug", "churn_risk"]``); empty when none fit.
-    intents: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    intents: list[str] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
     #: The classifier model version that labelled the mention (shown in the alert).
     model_version: str | None = Field(default=None, max_length=64)
     #: How relevant the mention is to its query (0..1; ``None``: not scored).
@@ -202,7 +217,9 @@ class Delivery(SQLModel, table=True):
     mention_id: int | None = Field(default=None, foreign_key="mentions.id", index=True)
     channel: str = Field(max_length=255)
     kind: str = Field(default="alert", max_length=32)
-    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    payload: dict[str, Any] = Field(
+        default_factory=new_dict, sa_column=Column(JSON, nullable=False)
+    )
     status: str = Field(default=DeliveryStatus.PENDING.value, max_length=16)
     attempts: int = 0
     next_attempt_at: datetime = Field(
@@ -234,7 +251,7 @@ class MentionEvent(SQLModel, table=True):
     user_id: str = Field(default="", max_length=64)
     user_name: str = Field(default="", max_length=255)
     at: datetime = Field(default_factory=utcnow, sa_column=Column(_tz(), nullable=False))
-    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    detail: dict[str, Any] = Field(default_factory=new_dict, sa_column=Column(JSON, nullable=False))
     dedupe_key: str | None = Field(default=None, max_length=255, unique=True)
 
 

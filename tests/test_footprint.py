@@ -32,3 +32,18 @@ def test_embed_many_in_batches_equals_one_text_at_a_time() -> None:
     one = np.stack([embedding.embed(text) for text in texts])
     assert many.shape == (150, embedding.DIM)
     np.testing.assert_allclose(many, one, rtol=1e-6, atol=1e-6)
+
+
+def test_mention_defaults_are_new_containers_each_time() -> None:
+    """The named factories (``new_dict``/``new_list``, cheaper than ``dict``/``list``) still give
+    each instance its own container."""
+    from earshot.listener.models import Mention, utcnow
+
+    def mention(eid: str) -> Mention:
+        return Mention(source="hackernews", external_id=eid, text="t", created_at=utcnow())
+
+    a, b = mention("1"), mention("2")
+    a.raw["k"] = 1
+    a.intents.append("bug")
+    a.sentiment_reasons.append("why")
+    assert (b.raw, b.intents, b.sentiment_reasons) == ({}, [], [])
