@@ -122,6 +122,8 @@ class Claimed:
     delivery: Delivery
     mention: Mention | None
     verify: bool = False
+    #: The lease this worker holds (``lease_until`` as it set it): ``Store.renew`` checks it.
+    lease: datetime | None = None
 
 
 class Store:
@@ -516,8 +518,38 @@ class Store:
                 if mention is not None:
                     session.expunge(mention)
                 verify = delivery.verify or delivery_id in expired
-                claimed.append(Claimed(delivery, mention, verify))
+                claimed.append(Claimed(delivery, mention, verify, until))
         return claimed
+
+    def renew(
+        self,
+        claimed: Claimed,
+        lease_seconds: float = 120.0,
+        now: datetime | None = None,
+    ) -> bool:
+        """Extend the lease of a claimed row, if this worker still holds it.
+
+        False when the lease was taken over: it ran out (a stalled worker) and another
+        worker claimed the row. The row must then not be sent by this worker.
+        """
+        if claimed.lease is None or claimed.delivery.id is None:
+            return False
+        until = (now or utcnow()) + timedelta(seconds=lease_seconds)
+        with Session(self.engine) as session:
+            res = session.execute(
+                update(OUTBOX)
+                .where(
+                    OUTBOX.c.id == claimed.delivery.id,
+                    OUTBOX.c.status == DeliveryStatus.PENDING.value,
+                    OUTBOX.c.lease_until == claimed.lease,
+                )
+                .values(lease_until=until)
+            )
+            session.commit()
+        if not res.rowcount:  # type: ignore[attr-defined]
+            return False
+        claimed.lease = until
+        return True
 
     def _update_delivery(self, delivery_id: int, **values: Any) -> None:
         with Session(self.engine) as session:

@@ -260,6 +260,15 @@ class DeliveryWorker:
         if self.stopping.is_set():
             self.store.release([delivery.id])
             return
+        # Still ours? A worker that stalled past its lease may have lost the row to another
+        # worker, which then sends it: sending it here too would post it twice.
+        if not self.store.renew(claimed, self.lease_seconds):
+            logger.warning(
+                "outbox %s: the lease ran out and another worker took the row; not sending",
+                delivery.idempotency_key,
+                extra=fields,
+            )
+            return
         try:
             sent = None
             if claimed.verify:

@@ -1,4 +1,5 @@
-"""Two replicas on the real PostgreSQL: one fake Slack, 500 mentions, each posted once."""
+"""Two replicas: on the real PostgreSQL, one fake Slack, 500 mentions, each posted once; and
+two workers in one process, one of them stalled past its lease."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from slack_sdk import WebClient
 from sqlmodel import Session, select
 
-from earshot.listener.models import Delivery, Mention
+from earshot.listener.models import Delivery, Mention, utcnow
 from earshot.listener.store import Store
+from earshot.responders.delivery import DeliveryReport, DeliveryWorker
+from earshot.responders.slack import SlackChannel
 
 from .conftest import hn_hits
 from .fakeapi import FakeAPI, json_answer
@@ -111,3 +116,38 @@ every = "2s"
         rows = list(session.exec(select(Delivery)))
     store.engine.dispose()
     assert len(rows) == COUNT + 1 and all(r.status == "sent" for r in rows)
+
+
+def test_a_worker_past_its_lease_does_not_send_what_another_worker_took(store: Store) -> None:
+    """Worker A claims rows, then stalls past its lease; B takes them over and sends them.
+    When A wakes up it must not post them again (it checks its lease before each send)."""
+    mentions = [
+        Mention(
+            source="hackernews",
+            external_id=f"lease-{n}",
+            url=f"https://news.ycombinator.com/item?id={n}",
+            text="acme is broken",
+            created_at=utcnow(),
+            sentiment_label="negative",
+        )
+        for n in range(3)
+    ]
+    store.ingest(None, mentions, None, lambda m: [("#cx-alerts", "alert")])
+    with FakeSlack() as slack:
+        channel = SlackChannel(WebClient(token="xoxb-test", base_url=slack.api_url))
+        a, b = (DeliveryWorker(store, channel, per_channel_interval=0) for _ in range(2))
+        hand = store.claim(limit=50, lease_seconds=2.0)  # A's claim
+        later = utcnow() + timedelta(seconds=10)  # A has stalled; its lease ran out
+        taken = store.claim(limit=50, lease_seconds=120.0, now=later)
+        assert [c.delivery.id for c in taken] == [c.delivery.id for c in hand]
+        assert all(c.verify for c in taken)
+        report = DeliveryReport()
+        for claimed in taken:
+            b._deliver(claimed, report)
+        for claimed in hand:  # A wakes up
+            a._deliver(claimed, report)
+        posted = Counter(m["metadata"]["event_payload"]["key"] for m in slack.messages)
+    assert report.sent == 3
+    assert sorted(posted.values()) == [1, 1, 1]
+    with Session(store.engine) as session:
+        assert all(d.status == "sent" for d in session.exec(select(Delivery)))
