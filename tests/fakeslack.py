@@ -105,6 +105,7 @@ class FakeSlack:
         #: A slow Slack: while ``gate`` is set up (``slow_down``), every call waits for it to
         #: open (or ``hold`` seconds) before it is answered; ``held`` counts waiting calls.
         self.gate: threading.Event | None = None
+        self._watches: list[tuple[int, threading.Event]] = []
         self.hold = 0.0
         self.held = 0
         self._last_post: dict[str, float] = {}
@@ -130,6 +131,17 @@ class FakeSlack:
     def response_url(self) -> str:
         """A ``response_url`` for payloads: posts to it are recorded in ``responses``."""
         return self.api_url + "response.url"
+
+    def when_posted(self, count: int) -> threading.Event:
+        """An event set as soon as ``count`` messages have been posted in all (crash tests
+        kill a client right then, while the fake holds its answer for ``post_delay``)."""
+        event = threading.Event()
+        with self._lock:
+            if len(self.messages) >= count:
+                event.set()
+            else:
+                self._watches.append((count, event))
+        return event
 
     def slow_down(self, hold: float) -> threading.Event:
         """From now on answer each call after ``hold`` s, or once the returned gate is set."""
@@ -291,6 +303,10 @@ class FakeSlack:
             if parent is not None and parent.get("thread_ts"):
                 message["thread_ts"] = parent["thread_ts"]
         self.messages.append(message)
+        for count, event in list(self._watches):
+            if len(self.messages) >= count:
+                event.set()
+                self._watches.remove((count, event))
         return message
 
     def _message(self, channel_id: str, ts: str) -> dict[str, Any] | None:

@@ -1,16 +1,23 @@
 """Crash safety: SIGKILL at random points, restart, and every alert is in Slack exactly once.
 
-The pipeline runs as a real subprocess (`earshot run --once`) against a loopback fake source
-API and a loopback fake Slack that pauses after recording each post, so many kills land
+The pipeline runs as real subprocesses (`earshot run --once`) against loopback fakes of the
+source APIs and of Slack; the fake Slack pauses after recording each post, so many kills land
 between "Slack has the message" and "the outbox row is marked sent": the case where a naive
-worker would post twice. The restarted worker finds such messages by the idempotency key in
-their metadata (conversations.history) before posting again. New reviews appear before every
-trial, so every run has polling, storing and delivering to be killed in.
+worker would post twice. A restarted worker finds such messages by the idempotency key in
+their metadata before posting again: in the channel history for a top-level alert, in the
+thread (conversations.replies) for a storm reply, as real Slack keeps them.
+
+Storms are on: every trial brings new Hacker News hits for the query, past the storm
+threshold, so most alerts are replies in a storm thread; App Store reviews (no query, no
+storm) keep top-level alerts in the mix. Two worlds, each with its own fakes, run their
+trials side by side: one process on SQLite, and two replicas on the real PostgreSQL killed
+independently (a replica's leased rows are taken over by the other, or by the next trial).
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import random
 import signal
@@ -18,6 +25,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,12 +37,13 @@ from sqlmodel import Session, select
 from earshot.listener.models import Delivery, Mention
 from earshot.listener.store import Store
 
-from .conftest import load_json
+from .conftest import hn_hits, load_json
 from .fakeapi import FakeAPI, json_answer
 from .fakeslack import FakeSlack
 
 TRIALS = int(os.environ.get("EARSHOT_CRASH_TRIALS", "50"))
-NEW_PER_TRIAL = 4
+NEW_PER_TRIAL = 4  # App Store reviews and Hacker News hits, each
+EXE = Path(sys.executable).parent / "earshot"
 
 
 def review(template: dict[str, Any], number: int) -> dict[str, Any]:
@@ -43,37 +54,96 @@ def review(template: dict[str, Any], number: int) -> dict[str, Any]:
     return entry
 
 
-def test_sigkill_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> None:
+@dataclass
+class World:
+    """One database with its own fake source API and fake Slack, and its replicas."""
+
+    name: str
+    database: str
+    replicas: list[str]
+    api: FakeAPI
+    slack: FakeSlack
+    config: Path
+    env: dict[str, str]
+    visible: dict[str, int] = field(default_factory=lambda: {"count": NEW_PER_TRIAL})
+    duration: float = 0.0
+    kills: int = 0
+    kills_after_post: int = 0
+    trials: int = 0
+
+    def command(self) -> list[str]:
+        return [str(EXE), "run", "--once", "--config", str(self.config)]
+
+    def start(self, replica: str) -> subprocess.Popen[bytes]:
+        env = {**self.env, "EARSHOT_REPLICA_ID": replica}
+        return subprocess.Popen(
+            self.command(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def run_to_end(self) -> float:
+        """All replicas at once, to the end (each takes its own leases back at once); how
+        long that took."""
+        started = time.monotonic()
+        procs = [
+            subprocess.Popen(
+                self.command(),
+                env={**self.env, "EARSHOT_REPLICA_ID": replica},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for replica in self.replicas
+        ]
+        errors = [proc.communicate(timeout=300)[1] for proc in procs]
+        for proc, error in zip(procs, errors, strict=True):
+            assert proc.returncode == 0, (self.name, error[-3000:])
+        return time.monotonic() - started
+
+
+def world(name: str, database: str, replicas: list[str], tmp: Path) -> World:
+    """Start the fakes of ``name``'s world and write its config (storms on)."""
     feed = load_json("appstore/customerreviews_us_id284815942_json.json")
     templates = feed["feed"]["entry"]
-    visible = {"count": 20}
+    api, slack = FakeAPI(), FakeSlack(post_delay=0.05)
+    visible = {"count": NEW_PER_TRIAL}
 
     def page1(path: str, params: dict[str, str]) -> Any:
         entries = [review(templates[n % len(templates)], n) for n in range(visible["count"])]
         entries.reverse()  # newest first, as the feed sorts
         return json_answer({"feed": {**feed["feed"], "entry": entries}})
 
-    rng = random.Random(20261123)
-    exe = Path(sys.executable).parent / "earshot"
-    with FakeAPI() as api, FakeSlack(post_delay=0.05) as slack:
-        api.route(r"/page=1/", page1)
-        api.route(r"/page=\d+/", lambda path, params: json_answer({"feed": {}}))
-        db = tmp_path / "earshot.db"
-        config = tmp_path / "earshot.toml"
-        config.write_text(
-            f"""
+    def search(path: str, params: dict[str, str]) -> Any:
+        title = "Acme app {i} crashes all the time, terrible and awful, I want a refund"
+        items = hn_hits(70_000_000, 0, visible["count"], title)
+        per, page = int(params.get("hitsPerPage", 100)), int(params.get("page", 0))
+        pages = (len(items) + per - 1) // per
+        chunk = items[page * per : (page + 1) * per]
+        return json_answer({"hits": chunk, "page": page, "nbPages": pages, "nbHits": len(items)})
+
+    api.route(r"/page=1/", page1)
+    api.route(r"/page=\d+/", lambda path, params: json_answer({"feed": {}}))
+    api.route(r"/search_by_date", search)
+    api.__enter__()
+    slack.__enter__()
+    tmp.mkdir()
+    storage = f'[storage]\npath = "{tmp / "earshot.db"}"\n' if database.startswith("sqlite") else ""
+    config = tmp / "earshot.toml"
+    config.write_text(
+        f"""
 [product]
 name = "Acme"
+queries = ["acme"]
 
 [slack]
 api_url = "{slack.api_url}"
 min_interval = 0
 delivery_lease = "2s"
-storm_threshold = 0
+storm_threshold = 2
+storm_window = "1h"
 
-[storage]
-path = "{db}"
+[sentiment]
+classifier = "vader"
 
+{storage}
 [http]
 enabled = false
 
@@ -82,44 +152,74 @@ type = "appstore"
 app_id = 284815942
 base_url = "{api.base_url}"
 backfill = "10000d"
-"""
-        )
-        env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-test", "EARSHOT_LOG_LEVEL": "WARNING"}
-        command = [str(exe), "run", "--once", "--config", str(config)]
-        # Calibrate: how long one complete run takes on this machine now.
-        started = time.monotonic()
-        subprocess.run(command, env=env, capture_output=True, timeout=300, check=True)
-        duration = time.monotonic() - started
-        killed = 0
-        for _ in range(TRIALS):
-            visible["count"] += NEW_PER_TRIAL
-            proc = subprocess.Popen(
-                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-            )
-            time.sleep(rng.uniform(0.3, 0.9) * duration)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                killed += 1
-            proc.communicate(timeout=60)
-        # The last run goes to the end.
-        final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-        assert final.returncode == 0, final.stderr[-3000:]
-        posted = [m["metadata"]["event_payload"]["key"] for m in slack.messages]
-        total = visible["count"]
 
-    assert killed >= TRIALS // 3, f"only {killed} of {TRIALS} runs were killed mid-way"
+[[sources]]
+type = "hackernews"
+base_url = "{api.base_url}"
+backfill = "10000d"
+"""
+    )
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "EARSHOT_LOG_LEVEL": "WARNING",
+        # Compiled bytecode kept between the children (outside the source tree).
+        "PYTHONPYCACHEPREFIX": str(tmp.parent / "pycache"),
+    }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if not database.startswith("sqlite"):
+        env["DATABASE_URL"] = database
+    return World(name, database, replicas, api, slack, config, env, visible)
+
+
+def trial(w: World, rng: random.Random) -> None:
+    """New items appear; the replicas start together and each is killed at a random moment,
+    or (2 times in 5) right after the fake Slack records one of the trial's first posts,
+    while it still holds the answer: the moment a naive worker would post twice."""
+    w.visible["count"] += NEW_PER_TRIAL
+    w.trials += 1
+    procs = [w.start(replica) for replica in w.replicas]
+    deadlines = sorted(rng.uniform(0.3, 0.9) * w.duration for _ in procs)
+    order = list(range(len(procs)))
+    rng.shuffle(order)
+    started = time.monotonic()
+    for index, at in zip(order, deadlines, strict=True):
+        proc = procs[index]
+        posted = None
+        if rng.random() < 0.4:
+            posted = w.slack.when_posted(len(w.slack.messages) + rng.randint(1, 2))
+            at = 3 * w.duration  # only a bound: the post decides
+        # Until the moment comes (or the post is recorded); a run that ends first is not
+        # waited for.
+        while proc.poll() is None and time.monotonic() - started < at:
+            if posted is not None and posted.wait(0.02):
+                break
+            if posted is None:
+                time.sleep(0.02)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            w.kills += 1
+            if posted is not None and posted.is_set():
+                w.kills_after_post += 1
+    for proc in procs:
+        proc.wait(timeout=60)
+
+
+def check(w: World) -> dict[str, int]:
+    """Every item stored once, every alert in Slack once, storms threaded; the figures."""
+    posted = [m["metadata"]["event_payload"]["key"] for m in w.slack.messages]
     doubled = {key: n for key, n in Counter(posted).items() if n > 1}
-    assert not doubled, f"posted more than once: {doubled}"
-    store = Store.from_url(f"sqlite:///{db}")
+    assert not doubled, f"{w.name}: posted more than once: {doubled}"
+    store = Store.from_url(w.database)
     with Session(store.engine) as session:
         rows = list(session.exec(select(Delivery)))
         mentions = list(session.exec(select(Mention)))
-    assert len(mentions) == total  # every review stored once, none missed
+    store.engine.dispose()
+    assert len(mentions) == 2 * w.visible["count"], w.name  # every item stored once
     assert rows and all(r.status == "sent" for r in rows), Counter(r.status for r in rows)
     assert {r.idempotency_key for r in rows} == set(posted)
-    # What the safe routing alerts: complaints (by label or intent), unscored, praise; no spam,
-    # and nothing probably unrelated to the feed (relevance below 0.5, once scored: the
-    # config has no digest, so those are stored only).
+    # What the safe routing alerts: complaints (by label or intent), unscored, praise; no
+    # spam, and nothing probably unrelated (the config has no digest: stored only).
     alerted = [
         m
         for m in mentions
@@ -131,8 +231,82 @@ backfill = "10000d"
             or (m.sentiment_label == "positive" and "praise" in m.intents)
         )
     ]
-    assert len(rows) == len(alerted) > 0
+    alerts = [r for r in rows if r.kind == "alert"]
+    assert len(alerts) == len(alerted) > 0, w.name
+    summaries = [m for m in w.slack.messages if m["metadata"]["event_type"] == "earshot_storm"]
+    replies = [m for m in w.slack.messages if m.get("thread_ts")]
+    assert len(summaries) == 1, w.name  # one storm, ongoing for the whole test
+    assert all(m["thread_ts"] == summaries[0]["ts"] for m in replies)
+    lookups = Counter(method for method, _ in w.slack.requests)
+    return {
+        "alerts": len(alerts),
+        "replies": len(replies),
+        "history lookups": lookups["conversations.history"],
+        "thread lookups": lookups["conversations.replies"],
+    }
+
+
+def test_sigkill_at_random_points_loses_and_doubles_nothing(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    rng = random.Random(20261123)
+    worlds = [
+        world(
+            "sqlite",
+            f"sqlite:///{tmp_path / 'sqlite' / 'earshot.db'}",
+            ["one"],
+            tmp_path / "sqlite",
+        ),
+        world("postgres", fresh_postgres_url, ["replica-a", "replica-b"], tmp_path / "postgres"),
+    ]
+    try:
+        # The children share compiled bytecode (outside the source tree): compile it once
+        # first, so the first calibration is not the only run that pays for it.
+        packages = [
+            path
+            for name in ("listener", "responders", "config")
+            for path in importlib.import_module(f"earshot.{name}").__path__
+        ]
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", *packages], env=worlds[0].env, check=True
+        )
+        # The two worlds are independent (their own fakes and database): they run side by
+        # side, each world's kills on its own seeded timeline.
+        rngs = [random.Random(rng.random()) for _ in worlds]
+        with ThreadPoolExecutor(len(worlds)) as side_by_side:
+
+            def each(step: Callable[..., Any], *args: list[Any]) -> list[Any]:
+                runs = [
+                    side_by_side.submit(step, w, *a) for w, *a in zip(worlds, *args, strict=True)
+                ]
+                return [run.result() for run in runs]
+
+            each(World.run_to_end)  # the schema, the first items and the storm's summary
+            for w in worlds:
+                w.visible["count"] += NEW_PER_TRIAL
+            # How long a trial's run takes here now.
+            for w, duration in zip(worlds, each(World.run_to_end), strict=True):
+                w.duration = duration
+            for _ in range((TRIALS + len(worlds) - 1) // len(worlds)):
+                each(trial, rngs)
+            each(World.run_to_end)  # the last runs go to the end
+        figures = {w.name: check(w) for w in worlds}
+    finally:
+        for w in worlds:
+            w.slack.__exit__()
+            w.api.__exit__()
+
+    for w in worlds:
+        assert w.kills >= w.trials // 3, f"{w.name}: only {w.kills} kills in {w.trials} trials"
+        assert figures[w.name]["replies"] > figures[w.name]["alerts"] // 2  # storms threaded
+        assert figures[w.name]["thread lookups"] > 0  # killed storm replies were looked up
     print(
-        f"crash test: {TRIALS} trials, {killed} killed mid-run (a full run took {duration:.1f}s), "
-        f"{total} reviews, {len(posted)} alerts, 0 lost, 0 doubled"
+        "crash test:",
+        "; ".join(
+            f"{w.name}: {w.trials} trials, {w.kills} kills of {len(w.replicas)} replica(s) "
+            f"({w.kills_after_post} right after a post; a run took {w.duration:.1f}s), "
+            f"{figures[w.name]}"
+            for w in worlds
+        ),
+        "; 0 lost, 0 doubled",
     )
