@@ -42,11 +42,9 @@ from ..models import Mention, MentionStatus
 from . import auth
 from .base import (
     BadPayloadError,
-    Cursor,
     FatalError,
     PollResult,
     RateLimitedError,
-    Source,
     SourceError,
     SourceOptions,
     decode_json,
@@ -56,6 +54,7 @@ from .base import (
     same_origin,
     text_of,
 )
+from .reviews import NewestFirstReviews
 
 AUDIENCE = "appstoreconnect-v1"
 #: Apple refuses tokens that live longer than 20 minutes; stay well under.
@@ -123,7 +122,7 @@ def _error_code(response: httpx.Response) -> str:
         return ""
 
 
-class AppStoreConnectSource(Source):
+class AppStoreConnectSource(NewestFirstReviews):
     """Customer reviews of one app, every territory, with the team's responses."""
 
     type = "appstoreconnect"
@@ -214,23 +213,11 @@ class AppStoreConnectSource(Source):
 
     # -- polling --------------------------------------------------------------------------
 
-    def poll(self, cursor: Cursor | None, terms: Sequence[str]) -> PollResult:
-        state = dict(cursor or {})
-        result = PollResult(mentions=[], cursor=state, units=1)
-        start = self.http.requests
-        since = float(state.get("since") or self.backfill_start())
-        known = {str(i) for i in state.get("ids", [])}
-        try:
-            reviews = self._read(since, known, result)
-        except SourceError as exc:
-            result.fail(f"appstoreconnect {self.app_id}", exc)
-        else:
-            result.mentions = reviews
-            result.cursor = _advance(since, known, reviews)
-        result.requests = self.http.requests - start
-        return result
+    @property
+    def unit(self) -> str:
+        return f"appstoreconnect {self.app_id}"
 
-    def _read(self, since: float, known: set[str], result: PollResult) -> list[Mention]:
+    def read_since(self, since: float, known: set[str], result: PollResult) -> list[Mention]:
         url: str | None = f"{self.base_url}/v1/apps/{self.app_id}/customerReviews"
         params: dict[str, Any] | None = {
             "include": "response",
@@ -382,12 +369,3 @@ def _mark_answered(mention: Mention, response: dict[str, Any]) -> None:
         mention.resolved_at = from_iso(attributes["lastModifiedDate"])
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         mention.resolved_at = mention.created_at
-
-
-def _advance(since: float, known: set[str], reviews: Sequence[Mention]) -> Cursor:
-    """The cursor after a complete read: the newest second seen and the ids in it."""
-    newest = max([int(since), *(int(m.created_at.timestamp()) for m in reviews)])
-    ids = {m.external_id for m in reviews if int(m.created_at.timestamp()) == newest}
-    if newest == int(since):
-        ids |= known
-    return {"since": newest, "ids": sorted(ids)}

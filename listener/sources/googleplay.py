@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
@@ -42,11 +42,9 @@ from ..models import Mention, MentionStatus
 from . import auth
 from .base import (
     BadPayloadError,
-    Cursor,
     FatalError,
     PollResult,
     RateLimitedError,
-    Source,
     SourceError,
     SourceOptions,
     decode_json,
@@ -55,6 +53,7 @@ from .base import (
     parse_retry_after,
     text_of,
 )
+from .reviews import NewestFirstReviews
 
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 TOKEN_URL = "https://oauth2.googleapis.com/token"
@@ -116,7 +115,7 @@ def _errors(response: httpx.Response) -> SourceError | None:
     return None
 
 
-class GooglePlaySource(Source):
+class GooglePlaySource(NewestFirstReviews):
     """Reviews of one Android app, with the team's replies."""
 
     type = "googleplay"
@@ -233,23 +232,11 @@ class GooglePlaySource(Source):
 
     # -- polling --------------------------------------------------------------------------
 
-    def poll(self, cursor: Cursor | None, terms: Sequence[str]) -> PollResult:
-        state = dict(cursor or {})
-        result = PollResult(mentions=[], cursor=state, units=1)
-        start = self.http.requests
-        since = float(state.get("since") or self.backfill_start())
-        known = {str(i) for i in state.get("ids", [])}
-        try:
-            reviews = self._read(since, known, result)
-        except SourceError as exc:
-            result.fail(f"googleplay {self.package_name}", exc)
-        else:
-            result.mentions = reviews
-            result.cursor = _advance(since, known, reviews)
-        result.requests = self.http.requests - start
-        return result
+    @property
+    def unit(self) -> str:
+        return f"googleplay {self.package_name}"
 
-    def _read(self, since: float, known: set[str], result: PollResult) -> list[Mention]:
+    def read_since(self, since: float, known: set[str], result: PollResult) -> list[Mention]:
         url = f"{self.base_url}/androidpublisher/v3/applications/{self.package_name}/reviews"
         params: dict[str, Any] = {"maxResults": self.max_results}
         if self.translation_language:
@@ -408,13 +395,3 @@ def _service_account(
     account = dict(data)
     account["key"] = auth.load_rsa_key(key, what)
     return account
-
-
-def _advance(since: float, known: set[str], reviews: Sequence[Mention]) -> Cursor:
-    """The cursor after a complete read: the newest second seen and the ids in it."""
-    stamps = {m.external_id: int(m.created_at.timestamp()) for m in reviews}
-    newest = max([int(since), *stamps.values()])
-    ids = {rid for rid, stamp in stamps.items() if stamp == newest}
-    if newest == int(since):
-        ids |= known
-    return {"since": newest, "ids": sorted(ids)}
