@@ -51,7 +51,7 @@ def queue_alerts(store: Store, count: int, channels: Sequence[str], seed: int) -
     result = PollResult(mentions=[], cursor={})
     mentions: list[Mention] = []
     for n in range(count):
-        mention = parser._mention(payloads.hn_hit(n), result)
+        mention = parser.parse_item(result, parser._mention, payloads.hn_hit(n))
         assert mention is not None
         mention.sentiment_label = "negative"
         mention.sentiment_score = -0.7
