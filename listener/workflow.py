@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import update
 from sqlmodel import Session, SQLModel, col, func, select
@@ -152,11 +152,19 @@ def _event(
     )
 
 
+_Row = TypeVar("_Row", Mention, Reply)
+
+
+def _detached_row(session: Session, model: type[_Row], row_id: int) -> _Row | None:
+    """The row ``row_id`` of ``model``, fresh from the database and detached from ``session``."""
+    row = session.get(model, row_id, populate_existing=True)
+    if row is not None:
+        session.expunge(row)
+    return row
+
+
 def _detached(session: Session, mention_id: int) -> Mention | None:
-    mention = session.get(Mention, mention_id, populate_existing=True)
-    if mention is not None:
-        session.expunge(mention)
-    return mention
+    return _detached_row(session, Mention, mention_id)
 
 
 def get_mention(store: Store, mention_id: int) -> Mention | None:
@@ -695,10 +703,7 @@ class ReplyChange:
 
 
 def _detached_reply(session: Session, reply_id: int) -> Reply | None:
-    reply = session.get(Reply, reply_id, populate_existing=True)
-    if reply is not None:
-        session.expunge(reply)
-    return reply
+    return _detached_row(session, Reply, reply_id)
 
 
 def get_reply(store: Store, reply_id: int) -> Reply | None:
