@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,13 +104,14 @@ def revisions() -> list[str]:
     return [rev.revision for rev in reversed(list(script().walk_revisions()))]
 
 
-def current_revision(connection: Connection) -> str | None:
-    """The revision the database is at (``None``: never migrated).
+def current_revision(connection: Connection, tables: Collection[str]) -> str | None:
+    """The revision the database is at (``None``: never migrated); ``tables`` are the
+    database's table names, which the callers have read already.
 
     Reads ``alembic_version`` itself, as Alembic's ``MigrationContext`` does (one row; more
     than one is a branched history, which earshot never has, and is refused).
     """
-    if VERSION_TABLE not in inspect(connection).get_table_names():
+    if VERSION_TABLE not in tables:
         return None
     rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
     if len(rows) > 1:
@@ -236,7 +237,7 @@ def status(target: str | Engine) -> SchemaStatus:
     try:
         with engine.connect() as conn:
             tables = frozenset(inspect(conn).get_table_names())
-            current = current_revision(conn) if VERSION_TABLE in tables else None
+            current = current_revision(conn, tables)
     finally:
         if owned:
             engine.dispose()
@@ -253,7 +254,7 @@ def ensure_schema(target: str | Engine) -> str:
     with _connection(target) as conn:
         tables = set(inspect(conn).get_table_names())
         want = head()
-        current = current_revision(conn) if VERSION_TABLE in tables else None
+        current = current_revision(conn, tables)
         ours = tables & set(schema_metadata().tables)
         if ours and current == want:
             return "current"
