@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Text, and_, cast, func, not_, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
+from .insight import StorySummary, Theme, Voice
 from .models import (
     UNHANDLED_STATUSES,
     Delivery,
@@ -276,6 +277,15 @@ class Digest:
     chart: bool = False
     #: Spam and off-topic mentions of the period, stored and never alerted (all queries).
     filtered: int = 0
+    #: Stories of the period (one link or one copied complaint across sources): how many
+    #: mentions grouped into how many stories, and the biggest ones (``listener/stories.py``).
+    story_count: int = 0
+    previous_story_count: int = 0
+    stories: list[StorySummary] = field(default_factory=list)
+    #: Themes (weekly digests and reports): mentions clustered by meaning.
+    themes: list[Theme] = field(default_factory=list)
+    #: Share of voice per query tag, side by side (tags as in ``[product] queries``).
+    voices: list[Voice] = field(default_factory=list)
 
     @property
     def change(self) -> int:
@@ -302,6 +312,9 @@ class Digest:
         data["days"] = [DayCount(**day) for day in data.get("days") or []]
         data["response_times"] = [ResponseTimes(**r) for r in data.get("response_times") or []]
         data["replies"] = [ReplyItem(**r) for r in data.get("replies") or []]
+        data["stories"] = [StorySummary.from_payload(s) for s in data.get("stories") or []]
+        data["themes"] = [Theme.from_payload(t) for t in data.get("themes") or []]
+        data["voices"] = [Voice.from_payload(v) for v in data.get("voices") or []]
         return cls(**data)
 
 

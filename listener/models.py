@@ -150,6 +150,19 @@ class Mention(SQLModel, table=True):
     digest: str | None = Field(default=None, max_length=16)
     digest_channel: str | None = Field(default=None, max_length=255)
     digest_key: str | None = Field(default=None, max_length=255, index=True)
+    #: The URL the mention links to (an HN or Reddit link post's target, a Mastodon card,
+    #: a Bluesky external embed), as the source gave it; ``None`` for a self post. Stories
+    #: key on it canonicalized (``listener/stories.py``).
+    link: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: The story the mention belongs to (one link or one complaint across sources).
+    story_id: int | None = Field(default=None, foreign_key="stories.id", index=True)
+    #: How many people it reaches, as one number comparable within a source: HN points,
+    #: Reddit score, the author's followers where the API gives them (``None``: unknown).
+    reach: int | None = None
+    #: The figures behind ``reach``, by name: ``{"points": 312, "comments": 140}``.
+    reach_detail: dict[str, Any] = Field(
+        default_factory=new_dict, sa_column=Column(JSON, nullable=False)
+    )
 
     @property
     def body(self) -> str:
@@ -157,6 +170,37 @@ class Mention(SQLModel, table=True):
         if self.title and self.text:
             return f"{self.title}\n{self.text}"
         return self.title or self.text
+
+
+class Story(SQLModel, table=True):
+    """One story: the mentions of one link, or of one complaint copied across sources.
+
+    The first mention alerts as usual; later ones post as replies in its thread (each its
+    own outbox row) and the parent's count is kept live. ``mention_count`` counts every
+    member, alerted or not.
+    """
+
+    __tablename__ = "stories"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: The canonical URL the story is about (``None`` for a text-only story).
+    url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    title: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    mention_count: int = 1
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(_tz(), nullable=False))
+    last_at: datetime = Field(default_factory=utcnow, sa_column=Column(_tz(), nullable=False))
+
+
+class StoryKey(SQLModel, table=True):
+    """A key that finds a story: ``url:<hash>`` of a canonical URL, or a near-duplicate
+    band of a text's shingles. Looked up by primary key; ``seen_at`` bounds the window in
+    which a new mention joins the story instead of starting a new one."""
+
+    __tablename__ = "story_keys"
+
+    key: str = Field(primary_key=True, max_length=80)
+    story_id: int = Field(foreign_key="stories.id", index=True)
+    seen_at: datetime = Field(default_factory=utcnow, sa_column=Column(_tz(), nullable=False))
 
 
 class SourceCursor(SQLModel, table=True):

@@ -393,3 +393,47 @@ def test_spam_is_counted_as_filtered_and_left_out_of_the_figures(
     del old["filtered"]
     assert Digest.from_payload(old).filtered == 0
     assert "filtered" not in str(render_digest(Digest.from_payload(old)).blocks)
+
+
+def test_a_digest_with_stories_themes_and_voices_round_trips_through_its_payload() -> None:
+    """The insight parts of a digest travel in the outbox payload (JSON) and come back whole."""
+    import json
+
+    from earshot.listener.insight import Quote, StorySummary, Theme, Voice
+
+    digest = Digest(
+        kind="weekly",
+        channel="#cx",
+        start="2026-11-23T00:00:00+00:00",
+        end="2026-11-30T00:00:00+00:00",
+        timezone="UTC",
+        key="weekly:#cx:2026-11-23",
+        story_count=3,
+        previous_story_count=1,
+        stories=[
+            StorySummary(
+                id=7,
+                title="Outage",
+                url="https://example.com/a",
+                mentions=4,
+                first_at="2026-11-24T10:00:00+00:00",
+                sources={"hackernews": {"negative": 2}, "reddit": {"negative": 1, "neutral": 1}},
+            )
+        ],
+        themes=[
+            Theme(
+                label="login fails",
+                size=12,
+                previous=4,
+                sentiment={"negative": 10, "neutral": 2},
+                quotes=[Quote(text="cannot log in", url="https://x/1", source="reddit")],
+            )
+        ],
+        voices=[Voice(tag="competitor", mentions=9, previous=3, sentiment={"positive": 5})],
+    )
+    back = Digest.from_payload(json.loads(json.dumps(digest.to_payload())))
+    assert back == digest
+    assert back.themes[0].change == 8 and back.voices[0].change == 6
+    # a payload from before these fields existed still reads, with none of them
+    old = {k: v for k, v in digest.to_payload().items() if k not in ("stories", "themes", "voices")}
+    assert Digest.from_payload(old).stories == []

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 #: The newest revision in ``versions/`` (``tests/test_migrations.py`` checks it against
 #: Alembic's own reading of the revisions).
-HEAD = "0006"
+HEAD = "0007"
 HERE = Path(__file__).resolve().parent
 VERSION_TABLE = "alembic_version"
 #: pg_advisory_lock key held while migrating ("earshot" in ASCII, as a bigint).
