@@ -647,8 +647,16 @@ def report(
         Path | None, typer.Option("--chart", help="Also write the per-day chart PNG here.")
     ] = None,
     timezone: Annotated[str, typer.Option(help="Days are counted in this timezone.")] = "UTC",
+    html_file: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the report as one self-contained HTML page here."),
+    ] = None,
 ) -> None:
-    """The digest figures in the terminal: counts, change, tops, unhandled, response times."""
+    """The digest figures in the terminal: counts, change, tops, unhandled, response times.
+
+    ``--html FILE`` also writes them as a page to open or forward (inline charts, nothing
+    loaded from elsewhere; ``earshot.responders.report_html``).
+    """
     from datetime import timedelta
     from zoneinfo import ZoneInfo
 
@@ -765,6 +773,26 @@ def report(
     if chart is not None:
         chart.write_bytes(chart_png(digest.days, f"Mentions per day, last {since}"))
         console.print(f"chart written to {chart}")
+    if html_file is not None:
+        from earshot.responders.report_html import render_report_html
+
+        page = render_report_html(
+            digest,
+            product=settings.product.name,
+            title="Weekly report" if seconds == 7 * 86400 else f"Report, last {since}",
+            since=since,
+            unhandled=unhandled.unhandled if unhandled else [],
+            unhandled_total=unhandled.unhandled_total if unhandled else None,
+            unhandled_channel=alerts,
+            response_times=times,
+            generated=end,
+        )
+        try:
+            html_file.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            typer.echo(f"earshot report: cannot write {html_file}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(exitcodes.FAILED) from None
+        console.print(f"report page written to {html_file}")
 
 
 def main() -> None:
