@@ -15,8 +15,10 @@ right-to-left text cannot reorder the line around it. Links are written only for
 URLs (``earshot.responders.digest.link_url``) and open with ``rel="noopener noreferrer"``.
 
 Sections: the headline figures, mentions per day by sentiment (stacked bars), by
-sentiment with the change from the period before, by source, top negative and top
-positive mentions, the alerts still unhandled, response times, and the replies made.
+sentiment with the change from the period before, by source; stories, themes and share of
+voice when the digest has them (``earshot.listener.insight``; left out when empty); top
+negative and top positive mentions, the alerts still unhandled, response times, and the
+replies made. Each section is a ``<section data-section="...">``.
 
 Usage:
 
@@ -118,6 +120,15 @@ ol.items li { margin: 0 0 8px; }
 a { color: #1f5fbf; }
 bdi, td, li { overflow-wrap: anywhere; word-break: break-word; }
 .none { color: #5a6273; margin: 0; }
+.split { white-space: nowrap; margin-right: 4px; }
+.themes { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr));
+  gap: 12px; margin-top: 12px; }
+.theme { background: #f8f9fb; border: 1px solid #e6e8ee; border-radius: 8px;
+  padding: 10px 14px; }
+.theme h3 { margin: 0 0 4px; font-size: 15px; }
+.theme p { margin: 0 0 6px; }
+ul.quotes { margin: 0; padding-left: 18px; font-size: 14px; }
+ul.quotes li { margin-bottom: 4px; }
 footer { margin-top: 18px; color: #7a8191; font-size: 12px; }
 @media (max-width: 760px) { .cols { grid-template-columns: 1fr; } }
 @media print { body { background: #fff; } section { break-inside: avoid; } }
@@ -284,10 +295,11 @@ def _hbars(
     title: str,
     rows: Sequence[tuple[str, Sequence[tuple[int, str, float]]]],
     width: int = 480,
+    label_w: int = 130,
 ) -> str:
     """Horizontal bars: one row per (label HTML, [(value, colour, opacity), ...]), the
     pieces of a row drawn end to end, its total after them."""
-    label_w, row_h, pad = 130, 26, 6
+    row_h, pad = 26, 6
     height = max(1, len(rows)) * row_h + pad * 2
     plot_w = width - label_w - 56
     peak = max((sum(v for v, _, _ in bars) for _, bars in rows), default=0) or 1
@@ -329,9 +341,7 @@ def _negative_share(counts: dict[str, int]) -> float | None:
     return 100.0 * counts.get("negative", 0) / total if total else None
 
 
-def _headline(
-    digest: Digest, since: str, unhandled_total: int | None, story_count: int | None
-) -> str:
+def _headline(digest: Digest, since: str, unhandled_total: int | None) -> str:
     if digest.change_percent is None:
         change = f"{_signed(digest.change)} vs the {_span(since)} before (none then)"
     else:
@@ -340,8 +350,15 @@ def _headline(
             f"vs the {_span(since)} before"
         )
     figures = [_figure(str(digest.total), f"mentions<br>{change}", "mentions")]
-    if story_count is not None:
-        figures.append(_figure(str(story_count), "stories (one link or complaint)", "stories"))
+    if digest.story_count or digest.stories:
+        was = f", was {digest.previous_story_count}" if digest.previous_story_count else ""
+        figures.append(
+            _figure(
+                str(digest.story_count),
+                f"stories (one link or complaint across sources){was}",
+                "stories",
+            )
+        )
     share = _negative_share(digest.by_sentiment)
     before = _negative_share(digest.previous_by_sentiment)
     if share is not None:
@@ -411,6 +428,158 @@ def _sources_section(digest: Digest) -> str:
         [(_text(source_name(source), 40), [(n, "#5b7bb4", 1.0)]) for source, n in ordered],
     )
     return _section("sources", "By source", chart)
+
+
+def _split(counts: dict[str, int]) -> str:
+    """A sentiment split as coloured dots with counts, complaints first."""
+    parts = [
+        f'<span class="split" title="{label}">{_dot(label)}{counts[label]}</span>'
+        for label in ORDER
+        if counts.get(label)
+    ]
+    return " ".join(parts) or "-"
+
+
+def _sentiment_bars(counts: dict[str, int]) -> list[tuple[int, str, float]]:
+    return [(counts.get(label, 0), COLORS[label], 1.0) for label in ORDER if counts.get(label)]
+
+
+def _stories_section(digest: Digest) -> str:
+    rows = []
+    for story in digest.stories:
+        title = _link(story.url, f"<bdi>{_text(story.title or '(no title)', 200)}</bdi>")
+        per_source = "<br>".join(
+            f"{_text(source_name(source), 40)}: {_split(counts)}"
+            for source, counts in sorted(story.sources.items())
+        )
+        rows.append(
+            f"<tr><td>{title}</td><td class='n'>{story.mentions}</td>"
+            f"<td class='n'>{_local(story.first_at, digest.timezone, '%a %d %b %H:%M')}</td>"
+            f"<td>{per_source or '-'}</td></tr>"
+        )
+    was = (
+        f"; {digest.previous_story_count} the period before" if digest.previous_story_count else ""
+    )
+    intro = (
+        f'<p class="meta">{digest.total} mentions grouped into {digest.story_count} stories '
+        f"(one link or one complaint across sources){was}. The biggest:</p>"
+    )
+    table = (
+        "<table><thead><tr><th>story</th><th class='n'>mentions</th>"
+        "<th class='n'>first seen</th><th>sentiment per source</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+    return _section("stories", f"Stories ({digest.story_count})", intro + table)
+
+
+def _themes_section(digest: Digest) -> str:
+    chart = _hbars(
+        "themes",
+        "Themes by size, split by sentiment",
+        [(_text(theme.label, 22), _sentiment_bars(theme.sentiment)) for theme in digest.themes],
+        width=1000,
+        label_w=200,
+    )
+    cards = []
+    for theme in digest.themes:
+        quotes = "".join(
+            f"<li><q><bdi>{_text(quote.text, 280)}</bdi></q> "
+            f'<span class="meta">{_link(quote.url, _text(source_name(quote.source), 40))}'
+            "</span></li>"
+            for quote in theme.quotes[:2]
+        )
+        cards.append(
+            f'<div class="theme" data-theme><h3><bdi>{_text(theme.label, 120)}</bdi></h3>'
+            f'<p class="meta">{theme.size} mentions, '
+            f"{_change_text(theme.size, theme.previous)} vs the period before · "
+            f"{_split(theme.sentiment)}</p>"
+            + (f'<ul class="quotes">{quotes}</ul>' if quotes else "")
+            + "</div>"
+        )
+    return _section(
+        "themes",
+        f"Themes ({len(digest.themes)})",
+        chart + '<div class="themes">' + "".join(cards) + "</div>",
+    )
+
+
+def voices_chart(digest: Digest, width: int = 1000) -> str:
+    """Share of voice: per tag, its volume (bar, with the share of all tagged mentions)
+    beside its sentiment split (a 100% stacked bar), the previous period faint below."""
+    voices = digest.voices
+    label_w, row_h, pad, gap = 150, 34, 8, 40
+    half = (width - label_w - gap - 60) / 2
+    height = len(voices) * row_h + pad * 2 + 18
+    total = sum(v.mentions for v in voices) or 1
+    peak = max((max(v.mentions, v.previous) for v in voices), default=0) or 1
+    right = label_w + half + gap + 50
+    parts = [
+        _svg_open("voices", width, height, "Share of voice: volume and sentiment per tag"),
+        f'<text x="{label_w}" y="{pad + 8}">volume (share of tagged mentions)</text>',
+        f'<text x="{right:.1f}" y="{pad + 8}">sentiment (share of the tag)</text>',
+    ]
+    for index, voice in enumerate(voices):
+        y = pad + 18 + index * row_h
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{_text(voice.tag, 18)}</text>'
+        )
+        w_now, w_before = half * voice.mentions / peak, half * voice.previous / peak
+        parts.append(
+            f'<rect x="{label_w}" y="{y + 4}" width="{w_now:.1f}" height="14" rx="2" '
+            f'fill="#5b7bb4"/><rect x="{label_w}" y="{y + 20}" width="{w_before:.1f}" '
+            'height="6" rx="2" fill="#5b7bb4" fill-opacity="0.35"/>'
+            f'<text x="{label_w + w_now + 6:.1f}" y="{y + 15}">{voice.mentions} '
+            f"({100 * voice.mentions / total:.0f}%)</text>"
+        )
+        x = float(right)
+        size = sum(voice.sentiment.values())
+        for label in ORDER:
+            n = voice.sentiment.get(label, 0)
+            if not n:
+                continue
+            w = half * n / size
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="14" '
+                f'fill="{COLORS[label]}"><title>{label}: {n}</title></rect>'
+            )
+            x += w
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _voices_section(digest: Digest) -> str:
+    total = sum(v.mentions for v in digest.voices) or 1
+    rows = []
+    for voice in digest.voices:
+        now = _negative_share(voice.sentiment)
+        before = _negative_share(voice.previous_sentiment)
+        rows.append(
+            f"<tr><td><bdi>{_text(voice.tag, 60)}</bdi></td><td class='n'>{voice.mentions}</td>"
+            f"<td class='n'>{100 * voice.mentions / total:.0f}%</td>"
+            f"<td class='n'>{_change_text(voice.mentions, voice.previous)}</td>"
+            f"<td>{_split(voice.sentiment)}</td>"
+            f"<td class='n'>{'-' if now is None else f'{now:.0f}%'}"
+            f"{'' if before is None else f' (was {before:.0f}%)'}</td></tr>"
+        )
+    table = (
+        "<table><thead><tr><th>tag</th><th class='n'>mentions</th><th class='n'>share</th>"
+        "<th class='n'>change</th><th>sentiment</th><th class='n'>negative</th></tr></thead>"
+        "<tbody>" + "".join(rows) + "</tbody></table>"
+    )
+    return _section("voices", "Share of voice", voices_chart(digest) + table)
+
+
+def _insights(digest: Digest) -> list[str]:
+    """Stories, themes and share of voice: each only when the digest has some."""
+    out = []
+    if digest.stories:
+        out.append(_stories_section(digest))
+    if digest.themes:
+        out.append(_themes_section(digest))
+    if digest.voices:
+        out.append(_voices_section(digest))
+    return out
 
 
 def _item(item: Item, tz: str) -> str:
@@ -516,9 +685,10 @@ def render_report_html(
         f"{_local(digest.end, tz, '%a %d %b %Y %H:%M')} ({_text(tz, 60)})"
     )
     sections = [
-        _headline(digest, since, unhandled_total, None),
+        _headline(digest, since, unhandled_total),
         _days_section(digest),
         _columns(_sentiment_section(digest), _sources_section(digest)),
+        *_insights(digest),
         _columns(
             _items("top-negative", "Top negative", digest.top_negative, tz, "none this period"),
             _items("top-positive", "Top positive", digest.top_positive, tz, "none this period"),

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from earshot.config.cli import app
 from earshot.listener.digest import DayCount, Digest, Item
+from earshot.listener.insight import Quote, StorySummary, Theme, Voice
 from earshot.listener.models import Delivery, Mention, Reply, utcnow
 from earshot.listener.routing import Router
 from earshot.listener.store import Store
@@ -433,3 +434,119 @@ def test_items_keep_their_links_scores_and_ratings() -> None:
     assert '<a href="https://apps.example/r/7" rel="noopener noreferrer nofollow"' in page
     text = parse(page).all_text
     assert "App Store · 1/5 stars · score \u22120.91 · Tue 24 Nov 10:00 · query acme" in text
+
+
+# -- Stories, themes and share of voice ---------------------------------------------------
+
+
+def insight_digest() -> Digest:
+    """A week with stories, themes and share of voice filled in (hostile text included)."""
+    days = [
+        DayCount(f"2026-11-{d}", {"negative": d - 20, "neutral": 5, "positive": 30 - d})
+        for d in range(23, 30)
+    ]
+    return Digest(
+        kind="report",
+        channel="all",
+        start="2026-11-23T00:00:00+00:00",
+        end="2026-11-30T00:00:00+00:00",
+        timezone="UTC",
+        key="k",
+        total=sum(d.total for d in days),
+        previous_total=60,
+        by_source={"reddit": 40, "hackernews": 26},
+        by_sentiment={"negative": 42, "neutral": 35, "positive": 28},
+        previous_by_sentiment={"negative": 20, "neutral": 30, "positive": 10},
+        days=days,
+        story_count=31,
+        previous_story_count=25,
+        stories=[
+            StorySummary(
+                1,
+                "Checkout double-charges <script>alert(1)</script>",
+                "https://news.example/item?id=1&x=2",
+                9,
+                "2026-11-24T08:00:00+00:00",
+                {"hackernews": {"negative": 5, "neutral": 1}, "reddit": {"negative": 3}},
+            ),
+            StorySummary(2, "Dark mode shipped", "javascript:alert(2)", 4, "", {}),
+        ],
+        themes=[
+            Theme(
+                "double charge at checkout",
+                14,
+                4,
+                {"negative": 12, "mixed": 2},
+                [
+                    Quote(
+                        'charged twice "><img src=x onerror=alert(3)>',
+                        "https://r.example/1",
+                        "reddit",
+                    ),
+                    Quote("\u202etwice charged\u202c again", "https://hn.example/2", "hackernews"),
+                ],
+            ),
+            Theme("<b>dark mode</b>", 6, 0, {"positive": 6}, []),
+        ],
+        voices=[
+            Voice(
+                "product",
+                50,
+                40,
+                {"negative": 20, "positive": 30},
+                {"negative": 10, "positive": 30},
+            ),
+            Voice("competitor", 16, 20, {"negative": 2, "neutral": 14}, {"neutral": 20}),
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def insight_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Opened]:
+    needs_browser()
+    tmp = tmp_path_factory.mktemp("insight")
+    page = tmp / "insight.html"
+    page.write_text(render_report_html(insight_digest(), product="Acme"), encoding="utf-8")
+    return page.read_text("utf-8"), open_page(page, tmp / "chromium")
+
+
+def test_stories_themes_and_voices_render_in_the_browser(
+    insight_page: tuple[str, Opened],
+) -> None:
+    page, opened = insight_page
+    dom = parse(opened.dom)
+    sections = dom.attr("section", "data-section")
+    assert sections[:6] == ["headline", "days", "sentiment", "sources", "stories", "themes"]
+    assert sections[6] == "voices"
+    assert figure(opened.dom, "stories") == "31"
+    body = re.search(r"<body ([^>]*)>", opened.dom)
+    assert body
+    sizes = {
+        name: (int(w), int(h))
+        for name, w, h in re.findall(r"(chart-[\w-]+):(\d+)x(\d+)", body.group(1))
+    }
+    assert {"chart-themes", "chart-voices"} <= set(sizes), body.group(1)
+    assert all(w > 200 and h > 40 for w, h in sizes.values()), sizes
+    text = dom.all_text
+    assert "105 mentions grouped into 31 stories" in text
+    assert "Checkout double-charges <script>alert(1)</script>" in text
+    assert "double charge at checkout" in text and "14 mentions, +10 (+250%)" in text
+    assert "<b>dark mode</b>" in text and "6 mentions, +6 (none before)" in text
+    assert 'charged twice "><img src=x onerror=alert(3)>' in text
+    assert "product" in text and "76%" in text and "competitor" in text and "24%" in text
+    for html_ in (page, opened.dom):
+        parsed = parse(html_)
+        assert parsed.scripts == [MEASURE_SCRIPT]
+        assert not [t for t, _ in parsed.tags if t in ("img", "b")]
+        assert "\u202e" not in html_
+        assert parsed.attr("a", "href").count("https://news.example/item?id=1&x=2") == 1
+        assert not [h for h in parsed.attr("a", "href") if not h.startswith("https://")]
+    assert opened.page_requests() == []
+
+
+def test_empty_insights_leave_their_sections_out() -> None:
+    digest = insight_digest()
+    digest.stories, digest.themes, digest.voices, digest.story_count = [], [], [], 0
+    sections = parse(render_report_html(digest)).attr("section", "data-section")
+    assert not {"stories", "themes", "voices"} & set(sections)
+    assert 'data-figure="stories"' not in render_report_html(digest)
