@@ -1,0 +1,152 @@
+"""Write docs/report-example.png: the page `earshot report --html` makes, as headless
+Chromium shows it.
+
+    .venv/bin/python scripts/report_example.py [OUTPUT.png] [--html PAGE.html]
+
+Two synthetic weeks (tests/synthweek.py, fixed seed; one mention in 45 spam) are stored
+in an in-memory SQLite through the real Store and routing, up to a fixed Monday; the
+alerts are marked sent, all but the last day's handled, and three replies recorded. The
+week before that Monday is summed by ``build_digest`` as `earshot report` does and
+rendered by ``render_report_html``; the page is opened in Chromium (tests/browser.py: no
+network) once to measure its height and once more to take the whole page. Needs the
+Debian package ``chromium``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import bindparam, update
+from sqlmodel import Session, SQLModel, select
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from earshot.listener.digest import Period, build_digest, response_times  # noqa: E402
+from earshot.listener.models import Delivery, Mention, Reply  # noqa: E402
+from earshot.listener.routing import Router  # noqa: E402
+from earshot.listener.store import Store  # noqa: E402
+from earshot.responders.report_html import render_report_html  # noqa: E402
+from tests.browser import open_page  # noqa: E402
+from tests.synthweek import store_all, week  # noqa: E402
+
+ALERTS, WINS = "#cx-alerts", "#cx-wins"
+#: The report is made at this moment (a Monday); the weeks before it are synthetic.
+END = datetime(2026, 11, 30, tzinfo=UTC)
+
+
+def synthetic_store() -> Store:
+    """Two weeks of mentions (one in 45 spam), alerts sent 5 minutes after each post and
+    handled but for the last day's, 3 replies."""
+    store = Store.from_url("sqlite://")
+    store.create_schema()
+    mentions = week(days=14, start=END - timedelta(days=14), scale=0.4)
+    # the second week a little louder and more negative, so the change shows
+    mentions += [
+        m
+        for m in week(seed=7, days=7, start=END - timedelta(days=7), scale=0.15)
+        if m.sentiment_label == "negative"
+    ]
+    for n, m in enumerate(mentions):
+        m.external_id = f"ex-{n}"
+        if n % 45 == 0:
+            m.intents = ["spam"]  # stored, never alerted: counted as filtered
+    store_all(store, sorted(mentions, key=lambda m: m.created_at), Router(ALERTS, WINS).routes)
+    outbox = SQLModel.metadata.tables["outbox"]
+    table = SQLModel.metadata.tables["mentions"]
+    with Session(store.engine) as session:
+        rows = session.exec(
+            select(Delivery.id, Mention.id, Mention.created_at, Delivery.channel)
+            .join(Mention, Mention.id == Delivery.mention_id)
+            .order_by(Delivery.id)
+        ).all()
+        sent = {d: c.replace(tzinfo=UTC) + timedelta(minutes=5) for d, _m, c, _ch in rows}
+        session.execute(
+            update(outbox)
+            .where(outbox.c.id == bindparam("row"))
+            .values(status="sent", sent_at=bindparam("sent")),
+            [{"row": d, "sent": at} for d, at in sent.items()],
+        )
+        session.execute(
+            update(table).where(table.c.id == bindparam("row")).values(status="alerted"),
+            [{"row": m} for _d, m, _c, _ch in rows],
+        )
+        # every alert but the last day's handled, 8 minutes to 5 hours after it was sent
+        done = [r for r in rows if r[3] == ALERTS and sent[r[0]] < END - timedelta(days=1)]
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("row"))
+            .values(status="handled", resolved_at=bindparam("resolved")),
+            [
+                {"row": m, "resolved": sent[d] + timedelta(minutes=8 + (37 * i) % 300)}
+                for i, (d, m, _c, _ch) in enumerate(done)
+            ],
+        )
+        recent = [r for r in done if sent[r[0]] >= END - timedelta(days=6)]
+        for i, (d, m, _c, _ch) in enumerate(recent[3::40][:3]):
+            session.add(
+                Reply(
+                    key=f"example-{i}",
+                    mention_id=m,
+                    platform="reddit",
+                    text="Thanks for flagging this; a fix is rolling out today.",
+                    status="manual" if i == 2 else "sent",
+                    author_id="U0LEAD",
+                    author_name=("Bo Lindqvist", "Kim Osei", "Bo Lindqvist")[i],
+                    approver_id="U0APPR" if i == 1 else None,
+                    remote_url=None if i == 2 else f"https://www.reddit.com/r/acme/comments/x{i}",
+                    sent_at=sent[d] + timedelta(minutes=40),
+                )
+            )
+        session.commit()
+    return store
+
+
+def page_html() -> str:
+    """The report page of the week before ``END``, as `earshot report --html` writes it."""
+    store = synthetic_store()
+    period = Period("report", "all", END - timedelta(days=7), END, "UTC")
+    digest = build_digest(store, period, scope="all")
+    unhandled = build_digest(store, Period("report", ALERTS, END, END, "UTC"))
+    times = response_times(store, period.start, period.end)
+    store.engine.dispose()
+    return render_report_html(
+        digest,
+        product="Acme",
+        since="7d",
+        unhandled=unhandled.unhandled,
+        unhandled_total=unhandled.unhandled_total,
+        unhandled_channel=ALERTS,
+        response_times=times,
+        generated=END,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", nargs="?", type=Path, default=ROOT / "docs/report-example.png")
+    parser.add_argument("--html", type=Path, help="also keep the page itself here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="earshot-report-") as tmp:
+        page = Path(tmp) / "report.html"
+        page.write_text(page_html(), encoding="utf-8")
+        first = open_page(page, Path(tmp) / "measure")
+        height = re.search(r'data-height="(\d+)"', first.dom)
+        if height is None:
+            raise SystemExit("the page's script did not run: no data-height in the DOM")
+        full = open_page(page, Path(tmp) / "full", height=int(height.group(1)))
+        if full.page_requests():
+            raise SystemExit(f"the page made network requests: {full.page_requests()}")
+        args.output.write_bytes(full.png.read_bytes())
+        if args.html:
+            args.html.write_text(page.read_text("utf-8"), encoding="utf-8")
+    print(f"{args.output}: 1200x{height.group(1)} screenshot of the report page")
+
+
+if __name__ == "__main__":
+    main()
