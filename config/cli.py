@@ -787,9 +787,16 @@ def report(
             response_times=times,
             generated=end,
         )
+        # Written beside the target and renamed over it: never a half-written page.
+        partial = html_file.parent / f".{html_file.name or 'report'}.partial"
         try:
-            html_file.write_text(page, encoding="utf-8")
+            if html_file.is_dir():
+                raise IsADirectoryError(21, "Is a directory")
+            partial.write_text(page, encoding="utf-8")
+            os.replace(partial, html_file)
         except OSError as exc:
+            if partial.is_file():
+                partial.unlink()
             typer.echo(f"earshot report: cannot write {html_file}: {exc.strerror or exc}", err=True)
             raise typer.Exit(exitcodes.FAILED) from None
         console.print(f"report page written to {html_file}")

@@ -259,6 +259,8 @@ def days_chart(days: Sequence[DayCount], width: int = 1000, height: int = 300) -
         )
     band = plot_w / max(1, len(days))
     bar = band * 0.68
+    # Past two weeks a day's label and total would collide: label every few days only.
+    every = max(1, -(-len(days) // 14))
     for index, day in enumerate(days):
         x = left + band * index + (band - bar) / 2
         y = top + plot_h
@@ -272,15 +274,16 @@ def days_chart(days: Sequence[DayCount], width: int = 1000, height: int = 300) -
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
                 f'fill="{COLORS[label]}"><title>{_text(day.day, 12)} {label}: {n}</title></rect>'
             )
-        if day.total:
+        if day.total and every == 1:
             parts.append(
                 f'<text x="{x + bar / 2:.1f}" y="{y - 4:.1f}" text-anchor="middle">'
                 f"{day.total}</text>"
             )
-        parts.append(
-            f'<text x="{x + bar / 2:.1f}" y="{top + plot_h + 18:.1f}" text-anchor="middle">'
-            f"{_day_label(day.day)}</text>"
-        )
+        if index % every == 0:
+            parts.append(
+                f'<text x="{x + bar / 2:.1f}" y="{top + plot_h + 18:.1f}" '
+                f'text-anchor="middle">{_day_label(day.day)}</text>'
+            )
     if not any(d.total for d in days):
         parts.append(
             f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" '

@@ -373,18 +373,23 @@ def test_the_cli_writes_the_page_on_sqlite_and_postgres(database_url: str, tmp_p
     assert f"{loaded.recent}mentions" in parsed.all_text.replace(" ", "")
 
 
-@pytest.mark.parametrize("where", ["missing-dir/report.html", "."])
-def test_a_page_that_cannot_be_written_is_one_line_and_exit_1(tmp_path: Path, where: str) -> None:
+@pytest.mark.parametrize("where", ["missing-dir/report.html", ".", "sub"])
+def test_a_page_that_cannot_be_written_is_one_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     loaded = load(f"sqlite:///{tmp_path / 'earshot.db'}", tmp_path)
-    target = tmp_path / where
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
     result = CliRunner().invoke(
         app,
-        ["report", "--config", str(loaded.config), "--html", str(target)],
+        ["report", "--config", str(loaded.config), "--html", where],
         env={"COLUMNS": "200", "DATABASE_URL": loaded.url},
     )
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"earshot report: cannot write {target}: ")
+    assert len(lines) == 1 and lines[0].startswith(f"earshot report: cannot write {where}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no partial file left
 
 
 def test_an_empty_period_says_so_in_every_section() -> None:
@@ -550,3 +555,20 @@ def test_empty_insights_leave_their_sections_out() -> None:
     sections = parse(render_report_html(digest)).attr("section", "data-section")
     assert not {"stories", "themes", "voices"} & set(sections)
     assert 'data-figure="stories"' not in render_report_html(digest)
+
+
+def test_a_long_period_labels_every_few_days_only() -> None:
+    from datetime import date
+
+    from earshot.responders.report_html import days_chart
+
+    first = date(2026, 9, 1)
+    days = [
+        DayCount((first + timedelta(days=n)).isoformat(), {"negative": n % 7, "positive": 3})
+        for n in range(90)
+    ]
+    svg = days_chart(days)
+    labels = re.findall(r">(\w{3} \d{2})</text>", svg)
+    assert labels[:2] == ["Tue 01", "Tue 08"] and 7 <= len(labels) <= 14
+    # one bar piece per day and label with mentions (no negative ones every 7th day)
+    assert len(re.findall(r"<rect ", svg)) == 90 + sum(1 for n in range(90) if n % 7)
