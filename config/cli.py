@@ -654,8 +654,8 @@ def report(
 ) -> None:
     """The digest figures in the terminal: counts, change, tops, unhandled, response times.
 
-    ``--html FILE`` also writes them as a page to open or forward (inline charts, nothing
-    loaded from elsewhere; ``earshot.responders.report_html``).
+    --html FILE also writes them as one page to open or forward (charts inline, nothing
+    loaded from elsewhere).
     """
     from datetime import timedelta
     from zoneinfo import ZoneInfo
