@@ -220,7 +220,7 @@ def _fixture_texts(path: Path) -> Iterator[str]:
     if name.endswith(".headers.json") or name.startswith(("error_", "ratelimit_")):
         return
     raw = path.read_text(encoding="utf-8")
-    if path.parent.name == "googleplay":
+    if path.parent.name == "googleplay" and path.suffix == ".txt":  # the web batchexecute
         outer, _ = json.JSONDecoder().raw_decode(raw[raw.index("[") :])
         for review in json.loads(outer[0][2])[0]:
             if isinstance(review[4], str):
@@ -264,6 +264,11 @@ def _fixture_texts(path: Path) -> Iterator[str]:
     elif folder == "discourse":
         for post in data["latest_posts"]:
             yield _join(post.get("topic_title"), post.get("raw"))
+    elif folder == "googleplay":  # the Android Publisher API's reviews.list
+        for review in data.get("reviews", []):
+            for comment in review.get("comments", []):
+                if "userComment" in comment:
+                    yield comment["userComment"]["text"]
     elif folder == "stackexchange":
         for item in data.get("items", []):
             yield _join(html.unescape(item["title"]), item.get("body_markdown"))
