@@ -576,6 +576,8 @@ def build(
             store,
             min_relevance=settings.relevance.min_relevance,
             min_examples=settings.relevance.min_examples,
+            # the classifier's own embedding of a text: each mention is embedded once
+            embed=getattr(classifier, "embed_texts", None),
         )
     pipeline = Pipeline(
         store,

@@ -19,7 +19,7 @@ from . import metrics
 from .models import Mention, MentionStatus, utcnow
 from .query import Document, QuerySet
 from .redaction import redact
-from .relevance import Relevance
+from .relevance import EMBED_CHARS, Relevance
 from .routing import Router
 from .sentiment import Classifier
 from .sources.base import FatalError, RateLimitedError, Source, SourceError, describe
@@ -38,7 +38,7 @@ _GAP_WEIGHT = 0.2
 #: Stored text is cut here; classification reads the first ``CLASSIFY_CHARS``.
 MAX_TEXT = 100_000
 MAX_FIELD = 2_000
-CLASSIFY_CHARS = 5_000
+CLASSIFY_CHARS = EMBED_CHARS  # relevance reads the classifier's embedding of the same text
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\x00"))
 
@@ -410,7 +410,12 @@ class Pipeline:
         if result.language and not mention.language:
             mention.language = result.language[:16]
         if self.relevance is not None:
-            mention.relevance = self.relevance.score(mention)
+            # One embedding per mention: the classifier's, when relevance embeds texts the
+            # same way (the wiring gives it the classifier's ``embed_texts``).
+            vector = None
+            if self.relevance.embeds_with(getattr(self.classifier, "embed_texts", None)):
+                vector = getattr(result, "embedding", None)
+            mention.relevance = self.relevance.score(mention, vector)
         if getattr(result, "skip", False):
             return []  # stored, not alerted (e.g. a language the config skips)
         if mention.status == MentionStatus.HANDLED.value:

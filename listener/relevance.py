@@ -63,9 +63,10 @@ logger = logging.getLogger("earshot.listener.relevance")
 DEFAULT_MIN_EXAMPLES = 5
 #: ``k`` of the score's sigmoid.
 DEFAULT_STEEPNESS = 10.0
-#: Characters of a mention's body that are embedded (a long post's topic is clear by then;
-#: embedding costs about 0.4 ms for a 2,000-character review, 0.05 ms for a short post).
-EMBED_CHARS = 2_000
+#: Characters of a mention's body that are embedded: the classifier's cut
+#: (``pipeline.CLASSIFY_CHARS`` is this constant), so that the vector the classifier
+#: computed for a mention is the one relevance needs (``score(mention, vector)``).
+EMBED_CHARS = 5_000
 #: Ids re-read on each refresh, for PostgreSQL transactions that commit out of id order.
 OVERLAP = 200
 
@@ -253,11 +254,24 @@ class Relevance:
             primed += 1
         return primed
 
-    def score(self, mention: Mention) -> float | None:
-        """The relevance of ``mention`` to its query, rounded to 4 places (``None``: unknown)."""
+    def embeds_with(self, embed: Embed | None) -> bool:
+        """Whether ``embed`` is the function this instance embeds texts with (then a vector
+        it made for a mention's text can be passed to ``score``)."""
+        return embed is not None and self._embed == embed
+
+    def score(self, mention: Mention, vector: np.ndarray | None = None) -> float | None:
+        """The relevance of ``mention`` to its query, rounded to 4 places (``None``: unknown).
+
+        ``vector`` is the mention's embedding when the caller has it already (the
+        classifier's, ``SentimentResult.embedding``): it must be what this instance's
+        ``embed`` gives for ``mention.body[:EMBED_CHARS]`` (see ``embeds_with``). Without
+        it the text is embedded here.
+        """
         key = relevance_key(mention.matched_query, mention.source)
         with self._lock:
             vec = self._vectors.get((mention.source, mention.external_id))
+        if vec is None:
+            vec = vector
         if vec is None:
             vec = self.embed_many([mention.body[:EMBED_CHARS]])[0]
         with self._lock:
@@ -363,7 +377,7 @@ class Relevance:
             r.status,
             r.intents,
             r.relevance,
-            _body(r.title, r.text),
+            _body(r.title, r.text)[:EMBED_CHARS],  # ``Mention.body[:EMBED_CHARS]``
         )
 
     def _counts(self, row: _Row) -> bool:

@@ -99,6 +99,10 @@ class SentimentResult:
     #: How likely the *text* is negative, by the model that decided (``None`` for VADER).
     #: ``earshot eval`` ranks by it for "negative recall at a precision".
     negative_probability: float | None = None
+    #: The text's embedding when the classifier computed one (``ExperienceClassifier``
+    #: with its meaning model: ``embed_texts`` of the same text), so that relevance reads
+    #: the same vector instead of embedding the text again. Not part of the result's value.
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class Classifier(Protocol):
@@ -379,6 +383,12 @@ class ExperienceClassifier(_Thresholds):
             vector[DIM + 3 : DIM + 5] = 0.0
         return vector
 
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """The embedding of each raw text as ``classify`` computes it (prepared first), one
+        ``(len(texts), DIM)`` float32 array: what per-query relevance reads, so the
+        classifier's vector of a mention serves both."""
+        return embedding.embed_many([self.prepare(text) for text in texts])
+
     def feature_rows(self, texts: Sequence[str]) -> np.ndarray:
         """``features`` of each raw text (prepared first), one ``(len(texts), FEATURES)``
         float32 array: what the fit and ``earshot train`` learn from."""
@@ -415,10 +425,13 @@ class ExperienceClassifier(_Thresholds):
         intents: tuple[str, ...] = ()
         model: str | None = None
         p_neg: float | None = None
+        vector: np.ndarray | None = None
         meaning = self.meaning  # read once: the service may swap in a newly trained model
         if meaning is not None:
             tokens = self.flags.tokens(prepared) if self.flags is not None else None
-            reading = meaning.read(self.features(prepared, polarity, tokens))
+            features = self.features(prepared, polarity, tokens)
+            vector = features[:DIM].copy()
+            reading = meaning.read(features)
             label, confidence, intents = reading.label, reading.confidence, reading.intents
             model = meaning.version
             p_neg = reading.probabilities.get("negative")
@@ -441,6 +454,7 @@ class ExperienceClassifier(_Thresholds):
                 intents=intents,
                 model=model,
                 negative_probability=p_neg,
+                embedding=vector,
             )
         fused_label, fused, rules = self._fuse(label, score, rating, confidence)
         if fused_label not in (label, Label.MIXED):
@@ -469,6 +483,7 @@ class ExperienceClassifier(_Thresholds):
             intents=intents,
             model=model,
             negative_probability=p_neg,
+            embedding=vector,
         )
 
     def _fuse(

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import respx
 from sqlmodel import Session, select
@@ -16,10 +17,10 @@ from sqlmodel import Session, select
 from earshot.config.settings import ConfigError, Secrets, parse_settings
 from earshot.config.wiring import Earshot, build
 from earshot.listener.digest import build_digest, due_period
-from earshot.listener.embedding import embed
+from earshot.listener.embedding import EmbeddingModel, embed
 from earshot.listener.models import Label, Mention, utcnow
 from earshot.listener.relevance import Relevance, RelevanceModel, relevance_key
-from earshot.listener.sentiment import SentimentResult
+from earshot.listener.sentiment import ExperienceClassifier, SentimentResult
 from earshot.listener.store import Store
 from earshot.listener.workflow import Actor, transition
 from earshot.responders.digest import digest_text, render_digest
@@ -349,3 +350,57 @@ def test_relevance_can_be_switched_off(slack: FakeSlack, database_url: str) -> N
                 "sources": [{"type": "hackernews", "base_url": HN}],
             }
         )
+
+
+def test_the_classifier_and_relevance_share_one_embedding_per_mention(
+    slack: FakeSlack, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each new mention is embedded once (by the classifier), and relevance scores it with
+    exactly the vector it would have computed itself."""
+    pooled: list[int] = []
+    original = EmbeddingModel._pool
+
+    def counting(self: EmbeddingModel, ids: list[int]) -> np.ndarray:
+        pooled.append(len(ids))
+        return original(self, ids)
+
+    monkeypatch.setattr(EmbeddingModel, "_pool", counting)
+    settings = parse_settings(
+        {
+            "product": {"name": "Bolt", "queries": ["bolt"]},
+            "sources": [{"type": "hackernews", "base_url": HN, "backfill": "10000d"}],
+        }
+    )
+    app = build(settings, Secrets(), database=database_url)
+    try:
+        classifier = app.pipeline.classifier
+        assert isinstance(classifier, ExperienceClassifier)
+        assert app.pipeline.relevance is not None
+        assert app.pipeline.relevance.embeds_with(classifier.embed_texts)
+        poll(app, PRODUCT + ATHLETE, 100)
+        assert len(pooled) == len(PRODUCT + ATHLETE)  # was twice that
+        # a second process, as the pipeline's relevance is now, embedding texts itself
+        fresh = Relevance(app.store, embed=classifier.embed_texts)
+        fresh.refresh()
+        pooled.clear()
+        # the next poll's refresh counts the stored mentions with the vectors it kept
+        poll(app, [ATHLETE_PROBE, PRODUCT_PROBE], 200)
+        assert len(pooled) == 2
+        # the stored scores are what relevance gives when it embeds the texts itself
+        for title in (ATHLETE_PROBE, PRODUCT_PROBE):
+            mention = stored(app, title)
+            assert mention.relevance is not None
+            assert fresh.score(mention) == mention.relevance
+    finally:
+        app.close()
+
+
+def test_the_classifier_returns_the_embedding_relevance_reads() -> None:
+    classifier = ExperienceClassifier()
+    text = "@bolt Bolt's #AICodeEditor keeps timing out https://bolt.new/x **again**"
+    result = classifier.classify(text)
+    assert result.embedding is not None
+    assert np.array_equal(result.embedding, classifier.embed_texts([text])[0])
+    assert result == classifier.classify(text)  # not part of the result's value
+    # a text the classifier does not read (not English) carries no embedding
+    assert classifier.classify("Die App stürzt ständig ab, bitte beheben").embedding is None
