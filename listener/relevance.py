@@ -71,6 +71,13 @@ EMBED_CHARS = 5_000
 OVERLAP = 200
 
 EVENTS = _table(MentionEvent)
+#: The columns of a mention's embedded text (``_body`` of them, cut at ``EMBED_CHARS``).
+_TEXTS = (
+    func.substr(MENTIONS.c.title, 1, EMBED_CHARS).label("title"),
+    func.substr(MENTIONS.c.text, 1, EMBED_CHARS).label("text"),
+)
+#: Ids per ``IN (...)`` when texts are read by id.
+_CHUNK = 500
 Embed = Callable[[list[str]], np.ndarray]
 
 
@@ -148,7 +155,8 @@ class _Row:
     status: str
     intents: Any
     relevance: float | None
-    body: str
+    #: ``Mention.body[:EMBED_CHARS]``; ``None`` until read (only rows without a kept vector).
+    body: str | None
 
 
 def _body(title: str | None, text: str | None) -> str:
@@ -326,9 +334,9 @@ class Relevance:
             m.status,
             m.intents,
             m.relevance,
-            func.substr(m.title, 1, EMBED_CHARS).label("title"),
-            func.substr(m.text, 1, EMBED_CHARS).label("text"),
         ]
+        if first:  # most of these rows need their texts; later, few do (see ``_vectors_of``)
+            columns += _TEXTS
         clicks = (
             select(e.id.label("event_id"), *columns)
             .join(MENTIONS, m.id == e.mention_id)
@@ -369,6 +377,7 @@ class Relevance:
         return len(vectors)
 
     def _row(self, r: Any) -> _Row:
+        texts = r._mapping
         return _Row(
             int(r.id),
             r.source,
@@ -377,7 +386,7 @@ class Relevance:
             r.status,
             r.intents,
             r.relevance,
-            _body(r.title, r.text)[:EMBED_CHARS],  # ``Mention.body[:EMBED_CHARS]``
+            _body(r.title, r.text)[:EMBED_CHARS] if "text" in texts else None,
         )
 
     def _counts(self, row: _Row) -> bool:
@@ -408,7 +417,15 @@ class Relevance:
             elif row.id not in out:
                 missing.append(row)
         if missing:
-            embedded = self.embed_many([r.body for r in missing])
+            unread = [r.id for r in missing if r.body is None]
+            bodies: dict[int, str] = {}
+            with self.store.engine.connect() as conn:
+                for start in range(0, len(unread), _CHUNK):
+                    chunk = unread[start : start + _CHUNK]
+                    query = select(MENTIONS.c.id, *_TEXTS).where(MENTIONS.c.id.in_(chunk))
+                    for r in conn.execute(query):
+                        bodies[int(r.id)] = _body(r.title, r.text)[:EMBED_CHARS]
+            embedded = self.embed_many([r.body or bodies.get(r.id, "") for r in missing])
             for row, vec in zip(missing, embedded, strict=True):
                 out[row.id] = vec
         return out
