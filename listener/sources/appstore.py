@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
+from .. import reach
 from ..models import Mention
 from .base import (
     BadPayloadError,
@@ -144,4 +145,5 @@ class AppStoreSource(Source):
             created_at=created,
             rating=rating,
             raw=entry,
+            **reach.appstore(entry),
         )

@@ -35,6 +35,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from ..models import Mention
+from ..reach import figure
 from ..redaction import REDACTOR, redact
 
 logger = logging.getLogger("earshot.listener.sources")
@@ -774,7 +775,8 @@ def check_mention(mention: Mention, *, now: float | None = None) -> Mention:
 
     Its id must be storable as it is (``check_id``) and its time real and not in the future
     (``check_time``); its text fields lose NUL and lone surrogates and its ``raw`` payload
-    becomes storable JSON (``storable``).
+    becomes storable JSON (``storable``). Its reach figures keep only what is a figure
+    (``reach.figure``): anything else is dropped, never a reason to skip the item.
     """
     mention.external_id = check_id(mention.external_id)
     mention.created_at = check_time(mention.created_at, now=time.time() if now is None else now)
@@ -789,6 +791,13 @@ def check_mention(mention: Mention, *, now: float | None = None) -> Mention:
     ):
         raise BadItemError(f"rating is not an integer: {mention.rating!r:.40}")
     mention.raw = storable(mention.raw) if isinstance(mention.raw, dict) else {}
+    mention.reach = figure(mention.reach, signed=True)
+    detail = mention.reach_detail if isinstance(mention.reach_detail, dict) else {}
+    mention.reach_detail = {
+        _clean_text(name)[:64]: number
+        for name, number in ((str(k), figure(v, signed=True)) for k, v in detail.items())
+        if number is not None
+    }
     return mention
 
 

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field
 
+from .. import reach
 from ..models import Mention
 from .base import (
     Cursor,
@@ -278,5 +279,6 @@ class BlueskySource(Source):
             created_at=created,
             language=language,
             raw=post,
+            **reach.bluesky(post),
         )
         return mention, sort_at

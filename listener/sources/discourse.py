@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
+from .. import reach
 from ..models import Mention
 from .base import (
     BadPayloadError,
@@ -148,6 +149,7 @@ class DiscourseSource(Source):
             text=html_to_text(post.get("cooked")),
             created_at=created,
             raw=post,
+            **reach.discourse(post),
         )
 
 

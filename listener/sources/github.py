@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import Field
 
+from .. import reach
 from ..models import Mention
 from .base import (
     BadPayloadError,
@@ -68,6 +69,9 @@ query($q: String!, $first: Int!, $after: String) {
         id number title body url createdAt
         author { login }
         repository { nameWithOwner }
+        comments { totalCount }
+        reactions { totalCount }
+        upvoteCount
       }
     }
   }
@@ -316,6 +320,7 @@ class GitHubSource(Source):
             text=text_of(item.get("body")),
             created_at=created,
             raw=item,
+            **reach.github_issue(item),
         )
 
     def _discussion(self, node: Any) -> Mention:
@@ -335,6 +340,7 @@ class GitHubSource(Source):
             text=text_of(node.get("body")),
             created_at=created,
             raw=node,
+            **reach.github_discussion(node),
         )
 
 

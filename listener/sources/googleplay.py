@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field
 
+from .. import reach
 from ..models import Mention, MentionStatus
 from . import auth
 from .base import (
@@ -306,6 +307,7 @@ class GooglePlaySource(NewestFirstReviews):
             rating=rating,
             language=_language(self.translation_language),
             raw=item,
+            **reach.googleplay(user),
         )
         if isinstance(reply, dict):
             try:

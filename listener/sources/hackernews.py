@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
+from .. import reach
 from ..models import Mention
 from .base import (
     BadPayloadError,
@@ -157,4 +158,5 @@ class HackerNewsSource(Source):
             text=text,
             created_at=created,
             raw=hit,
+            **reach.hackernews(hit),
         )

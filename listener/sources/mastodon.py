@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import Field, model_validator
 
+from .. import reach
 from ..models import Mention
 from .base import (
     BadPayloadError,
@@ -254,4 +255,5 @@ class MastodonSource(Source):
             created_at=created,
             language=language,
             raw=status,
+            **reach.mastodon(status),
         )

@@ -34,7 +34,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import httpx
 from pydantic import Field, model_validator
 
-from .. import __version__
+from .. import __version__, reach
 from ..models import Mention
 from .base import (
     BadPayloadError,
@@ -400,6 +400,7 @@ class RedditSource(Source):
             text=text,
             created_at=created,
             raw=item,
+            **reach.reddit(item, kind),
         )
 
 

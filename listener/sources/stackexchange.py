@@ -32,6 +32,7 @@ from typing import Annotated, Any, ClassVar
 import httpx
 from pydantic import Field
 
+from .. import reach
 from ..models import Mention
 from .base import (
     BadPayloadError,
@@ -288,5 +289,6 @@ class StackExchangeSource(Source):
             text=html_to_text(_str(item.get("body"))),
             created_at=created,
             raw=item,
+            **reach.stackexchange(item),
         )
         return mention, stamp
