@@ -33,6 +33,7 @@ from pydantic import (
 
 from earshot.listener.models import Intent
 from earshot.listener.query import QuerySet, QuerySyntaxError
+from earshot.listener.reach import DEFAULT_THRESHOLDS, MAX_FIGURE, MEASURES
 from earshot.listener.sources import SOURCE_TYPES, Source
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
@@ -714,6 +715,50 @@ class ReplySettings(_Section):
         return value
 
 
+_NO_REACH = "gives no reach figure"
+
+
+class ReachSettings(_Section):
+    """``[reach]``: high-reach complaints are flagged in their alert and escalated sooner.
+
+    A mention whose ``reach`` (``listener/reach.py``: HN points, Reddit score, Mastodon
+    followers...) is at or above its source type's threshold and that is a complaint
+    (negative or mixed, or a complaint intent) shows "High reach" in its alert and is
+    escalated after ``sla`` instead of ``[slack] sla``. A threshold of 0: never high reach.
+    """
+
+    enabled: bool = True
+    #: The SLA of high-reach complaints (default 15 minutes, or ``[slack] sla`` if that is
+    #: shorter); when set, it must be shorter than ``[slack] sla``.
+    sla: Duration = 900.0
+    hackernews: int = Field(DEFAULT_THRESHOLDS["hackernews"], ge=0, le=MAX_FIGURE)
+    reddit: int = Field(DEFAULT_THRESHOLDS["reddit"], ge=0, le=MAX_FIGURE)
+    mastodon: int = Field(DEFAULT_THRESHOLDS["mastodon"], ge=0, le=MAX_FIGURE)
+    bluesky: int = Field(DEFAULT_THRESHOLDS["bluesky"], ge=0, le=MAX_FIGURE)
+    stackexchange: int = Field(DEFAULT_THRESHOLDS["stackexchange"], ge=0, le=MAX_FIGURE)
+    github: int = Field(DEFAULT_THRESHOLDS["github"], ge=0, le=MAX_FIGURE)
+    discourse: int = Field(DEFAULT_THRESHOLDS["discourse"], ge=0, le=MAX_FIGURE)
+    googleplay: int = Field(DEFAULT_THRESHOLDS["googleplay"], ge=0, le=MAX_FIGURE)
+    appstore: int = Field(DEFAULT_THRESHOLDS["appstore"], ge=0, le=MAX_FIGURE)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sources_without_reach(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key in SOURCE_TYPES and key not in MEASURES:
+                    having = ", ".join(sorted(MEASURES))
+                    raise ValueError(
+                        f"{shown(key)}: this source type {_NO_REACH}, so no threshold applies "
+                        f"(sources with one: {having})"
+                    )
+        return data
+
+    def thresholds(self) -> dict[str, int]:
+        """Source type -> threshold (0: never high reach)."""
+        return {kind: int(getattr(self, kind)) for kind in MEASURES}
+
+
 class Settings(_Section):
     """The whole config file."""
 
@@ -729,9 +774,22 @@ class Settings(_Section):
     relevance: RelevanceSettings = RelevanceSettings()
     training: TrainingSettings = TrainingSettings()
     replies: ReplySettings = ReplySettings()
+    reach: ReachSettings = ReachSettings()
+
+    def reach_sla(self) -> float:
+        """The SLA of high-reach complaints: ``[reach] sla`` as set, else the default or
+        ``[slack] sla`` when that is shorter."""
+        if "sla" in self.reach.model_fields_set:
+            return self.reach.sla
+        return min(self.reach.sla, self.slack.sla)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if "sla" in self.reach.model_fields_set and self.reach.sla >= self.slack.sla:
+            raise ValueError(
+                f"reach.sla ({duration_words(self.reach.sla)}) must be shorter than slack.sla "
+                f"({duration_words(self.slack.sla)}): it is the SLA of high-reach complaints"
+            )
         for index, entry in enumerate(self.sources):
             declared = SOURCE_TYPES[str(getattr(entry, "type", ""))].secrets
             unknown = sorted(set(entry.secrets) - set(declared))
@@ -830,11 +888,11 @@ class ConfigError(ValueError):
 
 def _location(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for index, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in SOURCE_SETTINGS:  # the discriminated-union tag pydantic adds
-            continue
+        elif part in SOURCE_SETTINGS and index and isinstance(loc[index - 1], int):
+            continue  # the discriminated-union tag pydantic adds after sources[i]
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"

@@ -25,6 +25,7 @@ from earshot.listener.meaning import MeaningModel
 from earshot.listener.model_versions import active_model, active_version
 from earshot.listener.pipeline import Pipeline
 from earshot.listener.query import QuerySet
+from earshot.listener.reach import ReachPolicy
 from earshot.listener.relevance import Relevance
 from earshot.listener.routing import Action, Router, RouteRule, query_rules
 from earshot.listener.sentiment import Classifier, ExperienceClassifier, VaderClassifier
@@ -441,6 +442,13 @@ def build_writers(
     return writers
 
 
+def reach_policy(settings: Settings) -> ReachPolicy | None:
+    """``[reach]`` as the policy the renderer and the SLA job take (``None``: disabled)."""
+    if not settings.reach.enabled:
+        return None
+    return ReachPolicy(thresholds=settings.reach.thresholds(), sla_seconds=settings.reach_sla())
+
+
 def reply_config(
     settings: Settings, writers: dict[str, Writer], client: WebClient | None
 ) -> ReplyConfig | None:
@@ -498,6 +506,7 @@ def build_interactivity(
         alerts_channel=slack.alerts_channel,
         sla_seconds=slack.sla,
         router=router,
+        reach=reach_policy(settings),
     )
     config.replies = reply_config(settings, writers or {}, client)
     return SlackInteractivity(
@@ -613,6 +622,7 @@ def build(
         files=SlackFileChannel(channel.client, channel._channel_id)
         if isinstance(channel, SlackChannel)
         else None,
+        reach=reach_policy(settings),
     )
     app = Earshot(
         settings=settings,

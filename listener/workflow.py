@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlmodel import Session, SQLModel, col, func, select
 
 from .corrections import record_correction
@@ -43,6 +43,7 @@ from .models import (
     utcnow,
 )
 from .pipeline import Router
+from .reach import ReachPolicy
 from .routing import DIGEST_ACTIONS, KIND_ALERT, Action
 from .store import Route, Store
 
@@ -504,18 +505,43 @@ def escalate_overdue(
     text: Callable[[Mention], str],
     now: datetime | None = None,
     limit: int = 100,
+    reach: ReachPolicy | None = None,
+    reach_text: Callable[[Mention], str] | None = None,
 ) -> list[int]:
     """Escalate, once each, alerts in ``alerts_channel`` not handled within the SLA.
 
     For each overdue mention (alerted or assigned, sent more than ``sla_seconds`` ago, not
     escalated yet) ``escalated_at`` is set with a conditional update and a thread reply
     (``text(mention)``) is queued in the same transaction; returns the escalated ids.
+
+    With ``reach`` (and its ``sla_seconds`` shorter than ``sla_seconds``), the flagged
+    mentions (high reach and a complaint, ``ReachPolicy.flagged``) are escalated first, once
+    their alert is older than the shorter SLA, with ``reach_text(mention)`` (default
+    ``text``). The candidates are found in the database (unhandled, not escalated, of a
+    source and reach at or above its threshold); the complaint test is made on them.
     """
     if not alerts_channel:
         return []
     now = now or utcnow()
-    cutoff = now - timedelta(seconds=sla_seconds)
     done: list[int] = []
+    short = reach.sla_seconds if reach is not None else None
+    high = [
+        and_(col(Mention.source) == source, col(Mention.reach) >= threshold)
+        for source, threshold in (reach.sources() if reach is not None else ())
+    ]
+    if reach is not None and short is not None and short < sla_seconds and high:
+        due = _overdue(store, alerts_channel, now - timedelta(seconds=short), limit, or_(*high))
+        flagged = [(m, d) for m, d in due if reach.flagged(m)]
+        done += _escalate(store, flagged, now, short, reach_text or text, high_reach=True)
+    due = _overdue(store, alerts_channel, now - timedelta(seconds=sla_seconds), limit)
+    done += _escalate(store, due, now, sla_seconds, text)
+    return done
+
+
+def _overdue(
+    store: Store, alerts_channel: str, cutoff: datetime, limit: int, *where: Any
+) -> list[tuple[Mention, Delivery]]:
+    """Sent alerts in ``alerts_channel`` older than ``cutoff``, unhandled, not escalated."""
     with Session(store.engine) as session:
         due = list(
             session.exec(
@@ -529,6 +555,7 @@ def escalate_overdue(
                     col(Delivery.sent_at) <= cutoff,
                     col(Mention.status).in_(UNHANDLED_STATUSES),
                     col(Mention.escalated_at).is_(None),
+                    *where,
                 )
                 .order_by(col(Delivery.sent_at))
                 .limit(limit)
@@ -537,6 +564,20 @@ def escalate_overdue(
         for mention, delivery in due:
             session.expunge(mention)
             session.expunge(delivery)
+    return due
+
+
+def _escalate(
+    store: Store,
+    due: Sequence[tuple[Mention, Delivery]],
+    now: datetime,
+    sla_seconds: float,
+    text: Callable[[Mention], str],
+    *,
+    high_reach: bool = False,
+) -> list[int]:
+    """Mark each of ``due`` escalated (if nobody did first) and queue its thread reply."""
+    done: list[int] = []
     table = _table("mentions").c
     for mention, delivery in due:
         assert mention.id is not None
@@ -553,6 +594,9 @@ def escalate_overdue(
             if not result.rowcount:  # type: ignore[attr-defined]
                 session.rollback()
                 continue
+            detail: dict[str, Any] = {"sla_seconds": sla_seconds}
+            if high_reach:
+                detail.update(high_reach=True, reach=mention.reach)
             session.add(
                 MentionEvent(
                     mention_id=mention.id,
@@ -560,7 +604,7 @@ def escalate_overdue(
                     user_id="",
                     user_name="earshot",
                     at=now,
-                    detail={"sla_seconds": sla_seconds},
+                    detail=detail,
                     dedupe_key=f"escalated:{mention.id}",
                 )
             )

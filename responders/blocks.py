@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from earshot.listener.models import COMPLAINT_INTENTS, Intent, Label, Mention
+from earshot.listener.reach import MEASURES, ReachPolicy, describe
 
 __all__ = [
     "ACTION_APPROVE",
@@ -504,12 +505,28 @@ def _context(mention: Mention) -> list[str]:
     if mention.rating is not None:
         stars = _rating(mention.rating)
         parts.append(f"{'★' * stars}{'☆' * (5 - stars)} {stars}/5")
+    figures = describe(mention.reach_detail)
+    if figures:
+        parts.append(f"reach: {_safe_line(figures, 300)}")
     if mention.language:
         parts.append(f"language: {_safe_line(mention.language, 16)}")
     if mention.model_version:
         parts.append(f"model: {_safe_line(mention.model_version, 64)}")
     parts.append(_date_token(mention.created_at))
     return parts
+
+
+def _high_reach(mention: Mention, reach: ReachPolicy | None) -> str | None:
+    """The "High reach" line of a flagged mention (unescaped, one line), else ``None``."""
+    if reach is None or not reach.flagged(mention):
+        return None
+    figures = describe(mention.reach_detail) or f"{mention.reach:,}"
+    threshold = reach.threshold(mention.source) or 0
+    measure = MEASURES.get(mention.source, "reach")
+    line = f"High reach: {figures} (threshold {threshold:,} {measure})"
+    if reach.sla_seconds:
+        line += f" · escalated after {max(1, round(reach.sla_seconds / 60))} min if not handled"
+    return _line(line, 400)
 
 
 def _fallback(mention: Mention, headline: str, product: str) -> str:
@@ -526,6 +543,7 @@ def render_alert(
     idempotency_key: str | None = None,
     interactive: bool = False,
     product: str = "",
+    reach: ReachPolicy | None = None,
 ) -> RenderedMessage:
     """The Slack message for one mention: header, excerpt, context, actions.
 
@@ -534,6 +552,9 @@ def render_alert(
     * **interactive** - add the workflow buttons (their ``value`` is the mention id;
       a mention without an id gets none).
     * **product** - named in the notification text.
+    * **reach** - the high-reach policy: a flagged mention (high reach and a complaint)
+      gets a "High reach: 312 points, 140 comments" section under the header, and the
+      notification text says so. The figures themselves are in the context either way.
 
     All text from the mention is cleaned, escaped and cut; the result always passes
     ``validate_message``.
@@ -542,6 +563,18 @@ def render_alert(
     headline = _headline(mention)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "block_id": f"earshot_h_{ident}", "text": _plain(headline, MAX_HEADER)},
+    ]
+    high = _high_reach(mention, reach)
+    if high:
+        label, _, rest = high.partition(": ")
+        blocks.append(
+            {
+                "type": "section",
+                "block_id": f"earshot_r_{ident}",
+                "text": _mrkdwn(f"📣 *{label}:* {safe(rest, MAX_SECTION_TEXT - 100)}"),
+            }
+        )
+    blocks += [
         {
             "type": "section",
             "block_id": f"earshot_s_{ident}",
@@ -587,17 +620,19 @@ def render_alert(
             "event_type": "earshot_alert",
             "event_payload": {"mention_id": mention.id, "key": idempotency_key},
         }
-    return RenderedMessage(
-        text=_fallback(mention, headline, product), blocks=blocks, metadata=metadata
-    )
+    text = _fallback(mention, f"{headline} (high reach)" if high else headline, product)
+    return RenderedMessage(text=text, blocks=blocks, metadata=metadata)
 
 
-def render_text(mention: Mention) -> str:
+def render_text(mention: Mention, reach: ReachPolicy | None = None) -> str:
     """The same alert as readable plain text for a terminal: no escaping, no Slack syntax.
 
     Control characters (ANSI escapes included) are removed all the same.
     """
     lines = [_headline(mention)]
+    high = _high_reach(mention, reach)
+    if high:
+        lines.append(high)
     who = _line(mention.author, 200) or "someone"
     where = source_name(mention.source)
     if mention.site:
@@ -625,6 +660,9 @@ def render_text(mention: Mention) -> str:
         facts.append(f"rating: {_rating(mention.rating)}/5")
     if mention.matched_query:
         facts.append(f"query: {_line(mention.matched_query, 300)}")
+    figures = describe(mention.reach_detail)
+    if figures:
+        facts.append(f"reach: {_line(figures, 300)}")
     if mention.model_version:
         facts.append(f"model: {_line(mention.model_version, 64)}")
     if facts:

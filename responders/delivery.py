@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from earshot.listener import metrics
 from earshot.listener.models import as_utc, utcnow
+from earshot.listener.reach import ReachPolicy
 from earshot.listener.store import Claimed, Store
 
 from .base import Channel, DeliveryFatal, DeliveryRetry, Outgoing
@@ -65,7 +66,10 @@ class DeliveryWorker:
         stopping: threading.Event | None = None,
         health_channel: str | None = None,
         files: Channel | None = None,
+        reach: ReachPolicy | None = None,
     ) -> None:
+        #: The high-reach policy: flagged alerts say "High reach" (``None``: never).
+        self.reach = reach
         #: Sends ``FileOutgoing`` (digest charts); without it they go to ``channel``.
         self.files = files
         self.stopping = stopping or threading.Event()
@@ -103,8 +107,9 @@ class DeliveryWorker:
                 idempotency_key=key,
                 interactive=self.interactive,
                 product=self.product,
+                reach=self.reach,
             )
-            plain = render_text(mention)
+            plain = render_text(mention, self.reach)
         else:
             payload = delivery.payload or {}
             title = str(payload.get("title") or delivery.kind)

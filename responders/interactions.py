@@ -35,6 +35,7 @@ from earshot.listener.models import (
     utcnow,
 )
 from earshot.listener.query import Query, QuerySyntaxError
+from earshot.listener.reach import ReachPolicy
 from earshot.listener.routing import Router
 from earshot.listener.store import Store
 
@@ -121,6 +122,8 @@ class InteractionConfig:
     router: Router | None = None
     #: Replying from the alert (``None``: the Reply button says it is not set up).
     replies: ReplyConfig | None = None
+    #: High reach: flagged in re-rendered alerts, escalated on its own SLA (``None``: off).
+    reach: ReachPolicy | None = None
 
 
 @dataclass
@@ -199,7 +202,12 @@ def _channel(channel: str) -> str:
 
 
 def outcome_message(
-    mention: Mention, trail: Sequence[MentionEvent], *, product: str = "", moved: bool = False
+    mention: Mention,
+    trail: Sequence[MentionEvent],
+    *,
+    product: str = "",
+    moved: bool = False,
+    reach: ReachPolicy | None = None,
 ) -> RenderedMessage:
     """The alert re-rendered with its audit trail; buttons only while it is still open.
 
@@ -207,7 +215,7 @@ def outcome_message(
     a correction ``moved`` to another channel (the buttons are on the new alert there).
     """
     open_ = mention.status in wf.OPEN and not moved
-    base = render_alert(mention, interactive=open_, product=product)
+    base = render_alert(mention, interactive=open_, product=product, reach=reach)
     blocks = [dict(b) for b in base.blocks]
     shown = [e for e in trail if e.action in _LINES][-10:]
     if shown:
@@ -311,7 +319,9 @@ def _updated(
     where = clicked if clicked is not None else _clicked(payload)
     channel, ts, moved = _target(store, mention.id, where)
     trail = wf.events(store, mention.id)
-    message = outcome_message(mention, trail, product=config.product, moved=moved)
+    message = outcome_message(
+        mention, trail, product=config.product, moved=moved, reach=config.reach
+    )
     return message, channel, ts
 
 

@@ -53,8 +53,10 @@ from slack_sdk.signature import Clock
 
 from earshot.listener import workflow as wf
 from earshot.listener.models import Mention
+from earshot.listener.reach import describe
 from earshot.listener.store import Store
 
+from .blocks import escape_mrkdwn
 from .interactions import (
     INTERACTIONS,
     InteractionConfig,
@@ -493,6 +495,21 @@ def escalation_text(oncall_group: str | None, sla_seconds: float) -> Callable[[M
     return text
 
 
+def reach_escalation_text(oncall_group: str | None, sla_seconds: float) -> Callable[[Mention], str]:
+    """The thread reply of a high-reach escalation (the shorter SLA), with the figures."""
+    minutes = max(1, round(sla_seconds / 60))
+    who = f"<!subteam^{oncall_group}> " if oncall_group else ""
+
+    def text(mention: Mention) -> str:
+        figures = escape_mrkdwn(describe(mention.reach_detail) or f"reach {mention.reach}")
+        return (
+            f"⏰📣 {who}high reach ({figures}) and not handled within {minutes} min. "
+            "Can someone on call take it? (Assign to me / Handled above.)"
+        )
+
+    return text
+
+
 class Busy(RuntimeError):
     """The follow-up queue is full."""
 
@@ -797,14 +814,20 @@ class SlackInteractivity:
     # -- jobs -----------------------------------------------------------------------------
 
     def escalate(self, now: datetime | None = None) -> list[int]:
-        """Queue SLA escalations (thread replies) for overdue negative alerts."""
+        """Queue SLA escalations (thread replies) for overdue negative alerts; high-reach
+        complaints on the shorter ``[reach] sla``."""
         try:
+            reach = self.config.reach
             return wf.escalate_overdue(
                 self.store,
                 alerts_channel=self.config.alerts_channel,
                 sla_seconds=self.config.sla_seconds,
                 text=escalation_text(self.oncall_group, self.config.sla_seconds),
                 now=now,
+                reach=reach,
+                reach_text=reach_escalation_text(self.oncall_group, reach.sla_seconds)
+                if reach is not None and reach.sla_seconds
+                else None,
             )
         except Exception:
             logger.exception("SLA escalation round failed")

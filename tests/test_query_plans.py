@@ -54,6 +54,7 @@ from earshot.config.wiring import (
 )
 from earshot.listener import workflow as wf
 from earshot.listener.models import utcnow
+from earshot.listener.reach import ReachPolicy
 from earshot.responders.interactions import VIEW_WRONG_SENTIMENT, InteractionConfig
 from earshot.responders.slack_app import ApproverCheck, SlackInteractivity
 
@@ -145,6 +146,8 @@ class Clicks:
                 queries=["checkout", "acme"],
                 alerts_channel="#cx-alerts",
                 router=app.pipeline.router,
+                # the SLA job's high-reach pass runs its own query
+                reach=ReachPolicy(sla_seconds=900.0),
             ),
             client=client,
             mode="http",
