@@ -668,6 +668,7 @@ def report(
     from earshot.responders.digest import chart_png
 
     from .settings import parse_duration
+    from .wiring import reach_policy
 
     try:
         seconds = parse_duration(since)
@@ -683,7 +684,11 @@ def report(
         digest = build_digest(store, period, scope="all")
         alerts = settings.slack.alerts_channel
         unhandled = (
-            build_digest(store, Period("report", alerts, end, end, timezone)) if alerts else None
+            build_digest(
+                store, Period("report", alerts, end, end, timezone), reach=reach_policy(settings)
+            )
+            if alerts
+            else None
         )
         times = response_times(store, period.start, period.end)
     finally:
@@ -723,11 +728,11 @@ def report(
         ),
     ):
         table = Table(title=title)
-        for column in ("score", "source", "title", "link"):
+        for column in ("score", "source", "title", "reach", "link"):
             table.add_column(column, overflow="fold")
         for item in items:
             score = f"{item.score:+.2f}" if item.score is not None else ""
-            table.add_row(score, item.source, item.title[:80], item.url)
+            table.add_row(score, item.source, item.title[:80], item.reach_figures, item.url)
         show(table)
     rt = Table(title="Response times (alert to Handled)")
     for column in ("channel", "handled", "median", "p90"):

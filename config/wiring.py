@@ -340,9 +340,10 @@ def unrelated_digests(schedules: list[tuple[PeriodKind, DigestSchedule]]) -> dic
 def send_digests(app: Earshot, now: datetime | None = None) -> int:
     """Queue every digest that is due and not queued yet (a scheduler job); how many."""
     queued = 0
+    reach = reach_policy(app.settings)
     for kind, schedule in app.extras.get("digests", []):
         try:
-            if enqueue_digest(app.store, schedule, kind, now) is not None:
+            if enqueue_digest(app.store, schedule, kind, now, reach=reach) is not None:
                 queued += 1
                 logger.info("queued the %s digest for %s", kind, schedule.channel)
         except Exception:

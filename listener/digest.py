@@ -43,6 +43,7 @@ from .models import (
     as_utc,
     utcnow,
 )
+from .reach import ReachPolicy, by_reach, describe
 from .store import Store
 
 __all__ = [
@@ -184,6 +185,10 @@ class Item:
     created_at: str
     query: str | None = None
     rating: int | None = None
+    #: The mention's reach (``listener/reach.py``) and its figures as shown
+    #: ("312 points, 140 comments"; ``""``: none).
+    reach: int | None = None
+    reach_figures: str = ""
 
     @classmethod
     def of(cls, mention: Mention) -> Item:
@@ -199,6 +204,8 @@ class Item:
             created_at=created.isoformat() if created else "",
             query=mention.matched_query,
             rating=mention.rating,
+            reach=mention.reach,
+            reach_figures=describe(mention.reach_detail),
         )
 
 
@@ -514,8 +521,12 @@ def _held(session: Session, period: Period) -> list[Mention]:
     )
 
 
-def _unhandled(session: Session, channel: str) -> tuple[int, list[Item]]:
-    """How many alerts in ``channel`` are unhandled, and the ``UNHANDLED`` oldest.
+def _unhandled(
+    session: Session, channel: str, reach: ReachPolicy | None = None
+) -> tuple[int, list[Item]]:
+    """How many alerts in ``channel`` are unhandled, and the ``UNHANDLED`` with the biggest
+    reach (against each source's threshold, ``reach.by_reach``; unknown last), the oldest
+    first among equals.
 
     Counted in the database: only the listed ones are loaded (at a million stored
     mentions, loading every unhandled one took half a minute).
@@ -540,7 +551,7 @@ def _unhandled(session: Session, channel: str) -> tuple[int, list[Item]]:
     oldest = session.exec(
         select(Mention)
         .join(first, first.c.mention_id == col(Mention.id))
-        .order_by(first.c.sent_at, first.c.delivery_id)
+        .order_by(by_reach(reach), first.c.sent_at, first.c.delivery_id)
         .limit(UNHANDLED)
     ).all()
     return int(total), [Item.of(m) for m in oldest]
@@ -554,6 +565,7 @@ def build_digest(
     chart: bool = False,
     session: Session | None = None,
     min_relevance: float | None = None,
+    reach: ReachPolicy | None = None,
 ) -> Digest:
     """The figures of ``period`` for its channel (reads only).
 
@@ -563,12 +575,14 @@ def build_digest(
     the chart (at least ``CHART_DAYS`` days), for weekly digests the response times of
     every channel, and the number of spam mentions filtered in the period (``scope="all"``
     leaves them out of the other figures; ``routed`` never had them). Held mentions whose
-    relevance is below ``min_relevance`` are listed apart as probably unrelated.
+    relevance is below ``min_relevance`` are listed apart as probably unrelated. The
+    unhandled alerts are listed biggest reach first, measured against ``reach``'s
+    thresholds (``None``: the defaults).
     """
     if session is None:
         with Session(store.engine) as own:
-            return _build(store, period, scope, chart, own, min_relevance)[0]
-    return _build(store, period, scope, chart, session, min_relevance)[0]
+            return _build(store, period, scope, chart, own, min_relevance, reach)[0]
+    return _build(store, period, scope, chart, session, min_relevance, reach)[0]
 
 
 def _unrelated(mention: Mention, min_relevance: float | None) -> bool:
@@ -586,6 +600,7 @@ def _build(
     chart: bool,
     session: Session,
     min_relevance: float | None = None,
+    reach: ReachPolicy | None = None,
 ) -> tuple[Digest, list[int]]:
     tz = ZoneInfo(period.timezone)
     chart_start = min(period.start, period.end - timedelta(days=CHART_DAYS))
@@ -601,7 +616,7 @@ def _build(
     held = _held(session, period)
     unrelated = [m for m in held if _unrelated(m, min_relevance)]
     kept = [m for m in held if not _unrelated(m, min_relevance)]
-    unhandled_total, unhandled = _unhandled(session, period.channel)
+    unhandled_total, unhandled = _unhandled(session, period.channel, reach)
     last_day = (period.end - timedelta(microseconds=1)).astimezone(tz).date()
     first_day = chart_start.astimezone(tz).date()
     tops = [m for m in current if not (m.digest and _unrelated(m, min_relevance))]
@@ -642,6 +657,8 @@ def enqueue_digest(
     schedule: DigestSchedule,
     kind: PeriodKind,
     now: datetime | None = None,
+    *,
+    reach: ReachPolicy | None = None,
 ) -> Digest | None:
     """Queue the digest of ``kind`` due at ``now`` for ``schedule.channel``, at most once.
 
@@ -658,7 +675,7 @@ def enqueue_digest(
             return None
         chart = schedule.chart and kind != "hourly"
         digest, held_ids = _build(
-            store, period, schedule.scope, chart, session, schedule.min_relevance
+            store, period, schedule.scope, chart, session, schedule.min_relevance, reach
         )
         payload = digest.to_payload()
         rows = [(period.key, KIND_DIGEST, payload)]

@@ -29,6 +29,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Float, case, cast
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
+from sqlmodel import col
+
 from .models import COMPLAINT_INTENTS, Label, Mention
 
 #: The largest figure kept: ``reach`` is a 32-bit ``INTEGER`` on PostgreSQL.
@@ -314,3 +318,24 @@ class ReachPolicy:
             threshold = self.threshold(source)
             if threshold is not None:
                 yield source, threshold
+
+
+def relative_reach(policy: ReachPolicy | None = None) -> ColumnElement[float]:
+    """A mention's reach against its source's threshold, in SQL: 3.0 for 300 HN points
+    (threshold 100), 1.2 for 6,000 Mastodon followers (threshold 5,000); NULL when unknown.
+
+    Reach is comparable within a source only; measured against each source's threshold it
+    can rank mentions of several sources in one list. The scale is the policy's threshold,
+    or the default one where the policy has none (0, or no policy).
+    """
+    scales = dict(DEFAULT_THRESHOLDS)
+    if policy is not None:
+        scales.update(policy.sources())
+    reach = cast(col(Mention.reach), Float)
+    whens = [(col(Mention.source) == source, reach / scale) for source, scale in scales.items()]
+    return case(*whens, else_=None)
+
+
+def by_reach(policy: ReachPolicy | None = None) -> UnaryExpression[float]:
+    """``ORDER BY`` term: the biggest reach first (``relative_reach``), unknown last."""
+    return relative_reach(policy).desc().nulls_last()

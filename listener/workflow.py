@@ -43,7 +43,7 @@ from .models import (
     utcnow,
 )
 from .pipeline import Router
-from .reach import ReachPolicy
+from .reach import ReachPolicy, by_reach
 from .routing import DIGEST_ACTIONS, KIND_ALERT, Action
 from .store import Route, Store
 
@@ -445,8 +445,12 @@ def alert_messages(store: Store, mention_id: int) -> list[AlertMessage]:
         ]
 
 
-def unhandled(store: Store, channel: str | None, limit: int = 10) -> list[tuple[Mention, Delivery]]:
-    """Alerted, not yet handled mentions in ``channel`` (the alerts channel), newest first."""
+def unhandled(
+    store: Store, channel: str | None, limit: int = 10, *, reach: ReachPolicy | None = None
+) -> list[tuple[Mention, Delivery]]:
+    """Alerted, not yet handled mentions in ``channel`` (the alerts channel): the biggest
+    reach first (against each source's threshold, ``reach.by_reach``; unknown last), then
+    the oldest alert first."""
     if not channel:
         return []
     with Session(store.engine) as session:
@@ -459,7 +463,9 @@ def unhandled(store: Store, channel: str | None, limit: int = 10) -> list[tuple[
                     Delivery.channel == channel,
                     col(Mention.status).in_(UNHANDLED_STATUSES),
                 )
-                .order_by(col(Delivery.sent_at).desc(), col(Delivery.id).desc())
+                .order_by(
+                    by_reach(reach), col(Delivery.sent_at).asc().nulls_last(), col(Delivery.id)
+                )
                 .limit(limit)
             )
         )

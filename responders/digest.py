@@ -87,7 +87,7 @@ def link_url(url: Any) -> str | None:
     return "".join(quote(ch, safe="") if ch in _UNSAFE or not ch.isascii() else ch for ch in url)
 
 
-def _item_line(item: Item, width: int = 140) -> str:
+def _item_line(item: Item, width: int = 140, *, reach: bool = False) -> str:
     dot = _DOTS.get(item.label, "⚪")
     label = safe(one_line(item.title) or "(no title)", width)
     url = link_url(item.url)
@@ -95,7 +95,9 @@ def _item_line(item: Item, width: int = 140) -> str:
     where = source_name(item.source)
     score = f" {item.score:+.2f}" if isinstance(item.score, int | float) else ""
     stars = f" ⭐{item.rating}" if item.rating is not None else ""
-    return f"{dot} {text} · {safe(where, 40)}{stars}{score}"
+    shown = one_line(item.reach_figures) if reach else ""
+    figures = f" · {safe(shown, 120)}" if shown else ""
+    return f"{dot} {text} · {safe(where, 40)}{stars}{score}{figures}"
 
 
 def _person(user_id: str | None, name: str = "") -> str:
@@ -245,8 +247,8 @@ def render_digest(digest: Digest) -> RenderedMessage:
         blocks.append(
             _lines_section(
                 "digest_open",
-                f"*Alerts still unhandled ({digest.unhandled_total})*",
-                [_item_line(i) for i in digest.unhandled],
+                f"*Alerts still unhandled ({digest.unhandled_total})*, biggest reach first",
+                [_item_line(i, reach=True) for i in digest.unhandled],
                 digest.unhandled_total - len(digest.unhandled),
             )
         )
@@ -300,7 +302,11 @@ def digest_text(digest: Digest) -> str:
     ):
         if items:
             lines.append(heading + ":")
-            lines += [f"  - {one_line(i.title)[:120]} {i.url}" for i in items]
+            lines += [
+                f"  - {one_line(i.title)[:120]} {i.url}"
+                + (f" ({one_line(i.reach_figures)[:120]})" if i.reach_figures else "")
+                for i in items
+            ]
     for r in digest.response_times:
         lines.append(
             f"response times {r.channel}: median {_duration(r.median)}, p90 {_duration(r.p90)}"

@@ -35,7 +35,7 @@ from earshot.listener.models import (
     utcnow,
 )
 from earshot.listener.query import Query, QuerySyntaxError
-from earshot.listener.reach import ReachPolicy
+from earshot.listener.reach import ReachPolicy, describe
 from earshot.listener.routing import Router
 from earshot.listener.store import Store
 
@@ -707,7 +707,7 @@ USAGE = (
     "• `/earshot mute <query> <hours>`: stop alerting a query for a while "
     '(e.g. `/earshot mute "acme app" 4`)\n'
     "• `/earshot unmute <query>`\n"
-    "• `/earshot unhandled`: recent negative alerts nobody has handled"
+    "• `/earshot unhandled`: negative alerts nobody has handled, biggest reach first"
 )
 
 
@@ -800,10 +800,10 @@ def _mute(
 
 
 def _unhandled(store: Store, config: InteractionConfig, now: datetime) -> str:
-    rows = wf.unhandled(store, config.alerts_channel, limit=10)
+    rows = wf.unhandled(store, config.alerts_channel, limit=10, reach=config.reach)
     if not rows:
         return "No unhandled negative alerts. 🎉"
-    lines = [f"*Unhandled negative alerts* (newest first, {len(rows)} shown):"]
+    lines = [f"*Unhandled negative alerts* (biggest reach first, then oldest; {len(rows)} shown):"]
     for mention, delivery in rows:
         title = escape_mrkdwn((mention.title or mention.text or "")[:80].replace("\n", " "))
         sent = as_utc(delivery.sent_at)
@@ -811,5 +811,8 @@ def _unhandled(store: Store, config: InteractionConfig, now: datetime) -> str:
         who = f", assigned to {_user(mention.assignee)}" if mention.assignee else ""
         url = escape_mrkdwn(mention.url).replace("|", "%7C")
         link = f"<{url}|{title or 'link'}>" if url.startswith("http") else title
-        lines.append(f"• {link} ({mention.source}, {age}{who})")
+        figures = escape_mrkdwn(describe(mention.reach_detail))
+        flag = "📣 " if config.reach is not None and config.reach.flagged(mention) else ""
+        reach = f", {figures}" if figures else ""
+        lines.append(f"• {flag}{link} ({mention.source}{reach}, {age}{who})")
     return "\n".join(lines)

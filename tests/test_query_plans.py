@@ -223,6 +223,7 @@ def hot_path(app: Earshot, slack: FakeSlack) -> None:
     send_digests(app, later)
     check_spikes_job(app, now)
     clicks.ui.escalate(now=later)
+    wf.unhandled(app.store, "#cx-alerts", reach=ReachPolicy())  # /earshot unhandled
     refresh_model(app)
     refresh_queries(app)
     app.worker.drain(timeout=30)
