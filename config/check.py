@@ -101,6 +101,7 @@ def check_config(config: Path, env: Mapping[str, str] | None = None) -> CheckRep
     lines.extend(_routes(settings, report.warnings))
     lines.extend(_digests(settings))
     lines.extend(_spikes(settings, report.warnings))
+    lines.extend(_shifts(settings))
     lines.extend(_training(settings))
     lines.extend(_delivery(settings, secrets, report.warnings))
     report.warnings.extend(_example_warnings(config, settings))
@@ -438,6 +439,21 @@ def _spikes(settings: Settings, warnings: list[str]) -> list[str]:
         f"spikes: checked every {duration_text(spikes.every)}: a query's last hour above its "
         f"baseline by {spikes.k:g} sigma (and at least {spikes.min_count} mentions) -> "
         f"alert in {channel}, at most one per query every {duration_text(spikes.cooldown)}"
+    ]
+
+
+def _shifts(settings: Settings) -> list[str]:
+    shifts = settings.shifts
+    if not shifts.enabled:
+        return ["sentiment shifts: off"]
+    channel = shifts.channel or settings.spikes.channel or settings.slack.alerts_channel
+    if not channel:
+        return ["sentiment shifts: on, but no channel (none sent)"]
+    return [
+        f"sentiment shifts: each {duration_text(shifts.bucket)} bucket, a query's or tag's "
+        f"negative share above its baseline by {shifts.k:g} sigma and {shifts.min_jump:.0%} "
+        f"(at least {shifts.min_count} mentions, volume not spiking) -> alert in {channel}, "
+        f"at most one per query or tag every {duration_text(shifts.cooldown)}"
     ]
 
 

@@ -652,7 +652,8 @@ def report(
         typer.Option("--html", help="Also write the report as one self-contained HTML page here."),
     ] = None,
 ) -> None:
-    """The digest figures in the terminal: counts, change, tops, unhandled, response times.
+    """The digest figures in the terminal: counts, change, share of voice, themes, tops,
+    unhandled, response times.
 
     --html FILE also writes them as one page to open or forward (charts inline, nothing
     loaded from elsewhere).
@@ -681,11 +682,14 @@ def report(
     end = utcnow()
     period = Period("report", "all", end - timedelta(seconds=seconds), end, timezone)
     try:
-        digest = build_digest(store, period, scope="all")
+        digest = build_digest(store, period, scope="all", tags=settings.product.tags())
         alerts = settings.slack.alerts_channel
         unhandled = (
             build_digest(
-                store, Period("report", alerts, end, end, timezone), reach=reach_policy(settings)
+                store,
+                Period("report", alerts, end, end, timezone),
+                reach=reach_policy(settings),
+                themes=None,
             )
             if alerts
             else None
@@ -719,6 +723,34 @@ def report(
     for source, n in digest.by_source.items():
         sources.add_row(source, str(n))
     show(sources)
+    if digest.voices:
+        voices = Table(title="Share of voice (query tags; untagged queries are 'ours')")
+        for column in ("tag", "now", "before", "change", "% negative", "before"):
+            voices.add_column(column, justify="left" if column == "tag" else "right")
+        for voice in digest.voices:
+            voices.add_row(
+                voice.tag,
+                str(voice.mentions),
+                str(voice.previous),
+                f"{voice.change:+d}",
+                _share(voice.sentiment),
+                _share(voice.previous_sentiment),
+            )
+        show(voices)
+    themes = Table(title="Themes (mentions clustered by meaning)")
+    for column in ("theme", "mentions", "change", "% negative", "quotes"):
+        themes.add_column(
+            column, overflow="fold", justify="left" if column in ("theme", "quotes") else "right"
+        )
+    for theme in digest.themes:
+        themes.add_row(
+            theme.label,
+            str(theme.size),
+            f"{theme.change:+d}",
+            _share(theme.sentiment),
+            "\n".join(f'"{q.text[:100]}" {q.url}' for q in theme.quotes),
+        )
+    show(themes, "none (too few mentions, or none that cluster)")
     for title, items in (
         ("Top negative", digest.top_negative),
         ("Top positive", digest.top_positive),
@@ -805,6 +837,11 @@ def report(
             typer.echo(f"earshot report: cannot write {html_file}: {exc.strerror or exc}", err=True)
             raise typer.Exit(exitcodes.FAILED) from None
         console.print(f"report page written to {html_file}")
+
+
+def _share(counts: dict[str, int]) -> str:
+    total = sum(counts.values())
+    return f"{100 * counts.get('negative', 0) / total:.0f}%" if total else "-"
 
 
 def main() -> None:

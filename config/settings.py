@@ -618,6 +618,38 @@ class SpikeSettings(_Section):
     channel: OptionalChannel = None
 
 
+class ShiftSettings(_Section):
+    """``[shifts]``: a query's or tag's negative share per bucket against its EWMA baseline
+    (k-sigma), alerted when it jumps without a volume spike."""
+
+    enabled: bool = True
+    k: float = Field(3.0, gt=0, le=100)
+    #: A bucket with fewer mentions has no share (neither alerts nor counts as history).
+    min_count: int = Field(20, ge=2, le=1_000_000)
+    #: The least rise of the negative share over its baseline (0.15: 15 points).
+    min_jump: float = Field(0.15, gt=0, lt=1)
+    bucket: Duration = 86400.0
+    alpha: float = Field(0.2, gt=0, le=1)
+    history: Duration = 28 * 86400.0
+    #: Buckets with a share the baseline needs before a shift can fire.
+    min_history: int = Field(5, ge=2, le=10_000)
+    cooldown: Duration = 7 * 86400.0
+    every: Duration = 3600.0
+    top: int = Field(3, ge=0, le=10)
+    #: Where shift alerts go (unset: the spikes channel, else the alerts channel).
+    channel: OptionalChannel = None
+
+    @model_validator(mode="after")
+    def _history(self) -> ShiftSettings:
+        if self.bucket < 3600:
+            raise ValueError("bucket: at least 1h (a share needs mentions to be measured on)")
+        if self.history < self.min_history * self.bucket:
+            raise ValueError(
+                f"history: at least min_history ({self.min_history}) buckets of {self.bucket:g} s"
+            )
+        return self
+
+
 class TrainingSettings(_Section):
     """``[training]``: refit the sentiment model on the team's corrections on a schedule
     (what ``earshot train`` does; off unless enabled)."""
@@ -771,6 +803,7 @@ class Settings(_Section):
     routes: list[RouteSettings] = Field(default_factory=list)
     digests: DigestSettings = DigestSettings()
     spikes: SpikeSettings = SpikeSettings()
+    shifts: ShiftSettings = ShiftSettings()
     relevance: RelevanceSettings = RelevanceSettings()
     training: TrainingSettings = TrainingSettings()
     replies: ReplySettings = ReplySettings()

@@ -30,7 +30,7 @@ from earshot.listener.relevance import Relevance
 from earshot.listener.routing import Action, Router, RouteRule, query_rules
 from earshot.listener.sentiment import Classifier, ExperienceClassifier, VaderClassifier
 from earshot.listener.sources import SOURCE_TYPES, RateLimiter, Source, SourceHttp
-from earshot.listener.spikes import SpikeConfig, check_spikes
+from earshot.listener.spikes import ShiftConfig, SpikeConfig, check_shifts, check_spikes
 from earshot.listener.store import Store
 from earshot.listener.workflow import MutingRouter, exclusions, with_exclusions
 from earshot.responders.base import Channel
@@ -321,6 +321,7 @@ def digest_schedules(settings: Settings) -> list[tuple[PeriodKind, DigestSchedul
                     min_relevance=settings.relevance.min_relevance
                     if settings.relevance.enabled
                     else None,
+                    tags=settings.product.tags(),
                 ),
             )
         )
@@ -374,6 +375,46 @@ def check_spikes_job(app: Earshot, now: datetime | None = None) -> int:
     found = check_spikes(app.store, channel, now, spike_config(app.settings), aliases=aliases)
     for spike in found:
         logger.warning("%s", spike.headline)
+    return len(found)
+
+
+def shift_config(settings: Settings) -> ShiftConfig:
+    """``[shifts]`` as the listener's plain values."""
+    shifts = settings.shifts
+    return ShiftConfig(
+        k=shifts.k,
+        min_count=shifts.min_count,
+        min_jump=shifts.min_jump,
+        bucket=timedelta(seconds=shifts.bucket),
+        alpha=shifts.alpha,
+        history=timedelta(seconds=shifts.history),
+        min_history=shifts.min_history,
+        cooldown=timedelta(seconds=shifts.cooldown),
+        top=shifts.top,
+    )
+
+
+def shift_channel(settings: Settings) -> str | None:
+    """Where shift alerts go: ``[shifts] channel``, else the spikes', else the alerts'."""
+    return settings.shifts.channel or settings.spikes.channel or settings.slack.alerts_channel
+
+
+def check_shifts_job(app: Earshot, now: datetime | None = None) -> int:
+    """Look for sentiment shifts and queue their alerts (a scheduler job); how many."""
+    channel = shift_channel(app.settings)
+    if not channel:
+        return 0
+    aliases = dict(getattr(app.pipeline.router, "aliases", {}) or {})
+    found = check_shifts(
+        app.store,
+        channel,
+        now,
+        shift_config(app.settings),
+        aliases=aliases,
+        tags=app.settings.product.tags(),
+    )
+    for shift in found:
+        logger.warning("%s", shift.headline)
     return len(found)
 
 
@@ -657,6 +698,8 @@ def build(
         jobs.append(("digests", settings.digests.every, lambda: send_digests(app)))
     if settings.spikes.enabled:
         jobs.append(("spikes", settings.spikes.every, lambda: check_spikes_job(app)))
+    if settings.shifts.enabled:
+        jobs.append(("shifts", settings.shifts.every, lambda: check_shifts_job(app)))
     if isinstance(classifier, ExperienceClassifier) and classifier.meaning is not None:
         jobs.append(("model", 60.0, lambda: refresh_model(app)))
     schedule = training_schedule(settings)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -45,6 +45,7 @@ from .models import (
 )
 from .reach import ReachPolicy, by_reach, describe
 from .store import Store
+from .themes import ThemeConfig, find_themes
 
 __all__ = [
     "KIND_CHART",
@@ -62,6 +63,8 @@ __all__ = [
     "percentile",
     "replies_made",
     "response_times",
+    "share_of_voice",
+    "tag_of",
 ]
 
 PeriodKind = Literal["hourly", "daily", "weekly", "report"]
@@ -81,6 +84,8 @@ REPLIES = 5
 CHART_DAYS = 7
 
 LABELS = ("negative", "mixed", "unscored", "neutral", "positive")
+#: How weekly digests and reports find themes (``listener/themes.py``).
+THEMES = ThemeConfig()
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,8 @@ class DigestSchedule:
     * **chart** - attach the volume and sentiment chart to daily and weekly digests.
     * **min_relevance** - held mentions scored for relevance below it are listed apart, as
       "probably unrelated", and left out of the top lists (``None``: no such list).
+    * **tags** - query text -> tag (``[product] queries`` tables): daily and weekly digests
+      show each tag's share of voice (none when no query has a tag).
     """
 
     channel: str
@@ -107,6 +114,7 @@ class DigestSchedule:
     scope: Scope = "routed"
     chart: bool = True
     min_relevance: float | None = None
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -557,6 +565,62 @@ def _unhandled(
     return int(total), [Item.of(m) for m in oldest]
 
 
+#: The share-of-voice tag of untagged queries and of mentions without a query (the
+#: product's own: App Store reviews, for one).
+OURS = "ours"
+
+
+def tag_of(query: str | None, tags: Mapping[str, str]) -> str:
+    """The tag of a stored ``matched_query`` (``OURS`` when untagged).
+
+    A stored query may carry the exclusions leads added from Slack (``(acme) -"acme
+    corp"``, ``workflow.with_exclusions``): it counts as the configured query it wraps.
+    """
+    if query is None:
+        return OURS
+    tag = tags.get(query)
+    if tag is not None:
+        return tag
+    if query.startswith("("):
+        for text, tag in tags.items():
+            if query.startswith(f"({text}) -"):
+                return tag
+    return OURS
+
+
+def share_of_voice(
+    current: Sequence[Mention], previous: Sequence[Mention], tags: Mapping[str, str]
+) -> list[Voice]:
+    """Each tag's mentions and sentiment this period and the last (``OURS`` first, then by
+    volume); empty when no query has a tag. Spam is not counted."""
+    if not tags:
+        return []
+    now: dict[str, Counter[str]] = {}
+    before: dict[str, Counter[str]] = {}
+    for mentions, counts in ((current, now), (previous, before)):
+        for mention in mentions:
+            if _is_spam(mention):
+                continue
+            tag = tag_of(mention.matched_query, tags)
+            counts.setdefault(tag, Counter())[mention.sentiment_label or "unscored"] += 1
+    names = set(now) | set(before) | {OURS} | set(tags.values())
+    order = sorted(names, key=lambda t: (t != OURS, -sum(now.get(t, Counter()).values()), t))
+    return [
+        Voice(
+            tag=tag,
+            mentions=sum(now.get(tag, Counter()).values()),
+            previous=sum(before.get(tag, Counter()).values()),
+            sentiment=dict(sorted(now.get(tag, Counter()).items())),
+            previous_sentiment=dict(sorted(before.get(tag, Counter()).items())),
+        )
+        for tag in order
+    ]
+
+
+def _is_spam(mention: Mention) -> bool:
+    return isinstance(mention.intents, list) and Intent.SPAM.value in mention.intents
+
+
 def build_digest(
     store: Store,
     period: Period,
@@ -566,6 +630,8 @@ def build_digest(
     session: Session | None = None,
     min_relevance: float | None = None,
     reach: ReachPolicy | None = None,
+    tags: Mapping[str, str] | None = None,
+    themes: ThemeConfig | None = THEMES,
 ) -> Digest:
     """The figures of ``period`` for its channel (reads only).
 
@@ -578,11 +644,27 @@ def build_digest(
     relevance is below ``min_relevance`` are listed apart as probably unrelated. The
     unhandled alerts are listed biggest reach first, measured against ``reach``'s
     thresholds (``None``: the defaults).
+
+    Daily and weekly digests and reports show the share of voice of each tag of ``tags``
+    (query text -> tag); weekly digests and reports show the period's themes
+    (``listener/themes.py``; ``themes=None``: none).
     """
     if session is None:
         with Session(store.engine) as own:
-            return _build(store, period, scope, chart, own, min_relevance, reach)[0]
-    return _build(store, period, scope, chart, session, min_relevance, reach)[0]
+            return build_digest(
+                store,
+                period,
+                scope=scope,
+                chart=chart,
+                session=own,
+                min_relevance=min_relevance,
+                reach=reach,
+                tags=tags,
+                themes=themes,
+            )
+    return _build(
+        store, period, scope, chart, session, min_relevance, reach, tags=tags, themes=themes
+    )[0]
 
 
 def _unrelated(mention: Mention, min_relevance: float | None) -> bool:
@@ -601,6 +683,9 @@ def _build(
     session: Session,
     min_relevance: float | None = None,
     reach: ReachPolicy | None = None,
+    *,
+    tags: Mapping[str, str] | None = None,
+    themes: ThemeConfig | None = THEMES,
 ) -> tuple[Digest, list[int]]:
     tz = ZoneInfo(period.timezone)
     chart_start = min(period.start, period.end - timedelta(days=CHART_DAYS))
@@ -649,6 +734,9 @@ def _build(
         digest.response_times = response_times(store, period.start, period.end)
     if period.kind != "hourly":
         digest.replies_total, digest.replies = replies_made(session, period.start, period.end)
+        digest.voices = share_of_voice(current, previous, tags or {})
+    if period.kind in ("weekly", "report") and themes is not None:
+        digest.themes = find_themes(current, previous, config=themes)
     return digest, [int(m.id or 0) for m in held]
 
 
@@ -675,7 +763,14 @@ def enqueue_digest(
             return None
         chart = schedule.chart and kind != "hourly"
         digest, held_ids = _build(
-            store, period, schedule.scope, chart, session, schedule.min_relevance, reach
+            store,
+            period,
+            schedule.scope,
+            chart,
+            session,
+            schedule.min_relevance,
+            reach,
+            tags=schedule.tags,
         )
         payload = digest.to_payload()
         rows = [(period.key, KIND_DIGEST, payload)]

@@ -6,7 +6,9 @@
   still unhandled, and (weekly) response times per channel. Untrusted text is escaped
   (``safe``) and links are written by us from sanitized http(s) URLs only; the message
   stays within Block Kit limits (``validate_message``).
-* ``render_spike(payload)``: a spike alert.
+  Daily and weekly digests add each query tag's share of voice; weekly ones the themes of
+  the week (label, size and change, sentiment, two quotes with links).
+* ``render_spike(payload)``: a spike alert; ``render_shift(payload)``: a sentiment shift.
 * ``chart_png(days, title)``: the volume and sentiment per day chart (matplotlib, Agg).
 * ``SlackFileChannel``: sends chart rows with ``WebClient.files_upload_v2``.
 * ``render_row(delivery)``: the delivery worker's hook for the kinds above.
@@ -27,8 +29,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from earshot.listener.digest import KIND_CHART, KIND_DIGEST, DayCount, Digest, Item, ReplyItem
+from earshot.listener.insight import Theme, Voice
 from earshot.listener.models import Delivery
-from earshot.listener.spikes import KIND_SPIKE
+from earshot.listener.spikes import KIND_SHIFT, KIND_SPIKE
 
 from .base import DeliveryRetry, Outgoing, Sent
 from .blocks import RenderedMessage, one_line, safe, source_name, truncate
@@ -43,7 +46,10 @@ __all__ = [
     "digest_text",
     "render_digest",
     "render_row",
+    "render_shift",
     "render_spike",
+    "theme_lines",
+    "voice_line",
 ]
 
 _TITLES = {"hourly": "Hourly digest", "daily": "Daily digest", "weekly": "Weekly picture"}
@@ -175,6 +181,61 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
+def _split(counts: dict[str, int]) -> str:
+    """A sentiment split in the digest's order: ``🔴 12 · 🟢 30``."""
+    return " · ".join(
+        f"{_DOTS.get(label, '')} {counts[label]}" for label in _ORDER if counts.get(label)
+    )
+
+
+def _negative_share(counts: dict[str, int]) -> str:
+    total = sum(counts.values())
+    return f"{100 * counts.get('negative', 0) / total:.0f}% negative" if total else "-"
+
+
+def voice_line(voice: Voice) -> str:
+    """One tag's share of voice in plain words (escaped by the caller where needed):
+    ``competitor: 105 mentions (+12 vs 93), 21% negative (was 18%)``."""
+    return (
+        f"{voice.tag}: {voice.mentions} mentions ({voice.change:+d} vs {voice.previous}), "
+        f"{_negative_share(voice.sentiment)} (was {_negative_share(voice.previous_sentiment)})"
+    )
+
+
+def _voices_section(voices: Sequence[Voice]) -> dict[str, Any]:
+    total = sum(v.mentions for v in voices) or 1
+    lines = [
+        f"*{safe(v.tag, 100)}* {100 * v.mentions / total:.0f}% · "
+        f"{safe(voice_line(v).split(': ', 1)[1], 300)}  {_split(v.sentiment)}"
+        for v in voices
+    ]
+    return _lines_section("digest_voice", "*Share of voice*", lines, 0)
+
+
+def theme_lines(theme: Theme, width: int = 140) -> list[str]:
+    """A theme as plain lines: its label, size, change and negative share, then its quotes."""
+    head = (
+        f"{theme.label}: {theme.size} mentions ({theme.change:+d} vs {theme.previous} before), "
+        f"{_negative_share(theme.sentiment)}"
+    )
+    return [head] + [f'  "{one_line(q.text)[:width]}" {q.url}'.rstrip() for q in theme.quotes]
+
+
+def _theme_section(index: int, theme: Theme, before: str) -> dict[str, Any]:
+    """One theme: label, size and change, sentiment split, then its quotes, linked."""
+    head = (
+        f"*{safe(theme.label, 120)}* · {theme.size} mentions ({theme.change:+d} vs {before})"
+        f"  {_split(theme.sentiment)}"
+    )
+    lines = []
+    for quoted in theme.quotes:
+        text = safe(f"“{one_line(quoted.text)}”", 200)
+        url = link_url(quoted.url)
+        where = safe(source_name(quoted.source), 40)
+        lines.append(f">{f'<{url}|{text}>' if url else text} · {where}")
+    return _lines_section(f"digest_theme_{index}", head, lines, 0)
+
+
 def render_digest(digest: Digest) -> RenderedMessage:
     """The digest as a Block Kit message (escaped, within limits)."""
     title = f"{_TITLES.get(digest.kind, 'Digest')} · {digest.channel}"
@@ -213,6 +274,18 @@ def render_digest(digest: Digest) -> RenderedMessage:
             "fields": fields,
         }
     )
+    if digest.voices:
+        blocks.append(_voices_section(digest.voices))
+    if digest.themes:
+        blocks.append(
+            {
+                "type": "section",
+                "block_id": "digest_themes",
+                "text": {"type": "mrkdwn", "text": "*Themes*", "verbatim": True},
+            }
+        )
+        before = "last week" if digest.kind == "weekly" else "the period before"
+        blocks += [_theme_section(i, t, before) for i, t in enumerate(digest.themes)]
     if digest.held_total:
         blocks.append(
             _lines_section(
@@ -293,6 +366,14 @@ def digest_text(digest: Digest) -> str:
         "by sentiment: " + ", ".join(f"{k} {v}" for k, v in sorted(digest.by_sentiment.items())),
         "by source: " + ", ".join(f"{k} {v}" for k, v in sorted(digest.by_source.items())),
     ]
+    if digest.voices:
+        lines.append("share of voice:")
+        lines += [f"  - {voice_line(v)}" for v in digest.voices]
+    if digest.themes:
+        lines.append("themes:")
+        for theme in digest.themes:
+            first, *quotes = theme_lines(theme)
+            lines += [f"  - {first}", *(f"  {q}" for q in quotes)]
     for heading, items in (
         (f"held for this digest ({digest.held_total})", digest.held),
         (f"probably unrelated ({digest.unrelated_total})", digest.unrelated),
@@ -357,6 +438,28 @@ def render_spike(payload: dict[str, Any]) -> tuple[RenderedMessage, str]:
     return RenderedMessage(text=safe(title, 3000), blocks=blocks, metadata=metadata), plain
 
 
+def render_shift(payload: dict[str, Any]) -> tuple[RenderedMessage, str]:
+    """A sentiment-shift alert (from ``Shift.to_payload``) as Block Kit and as plain text."""
+    title = str(payload.get("title") or "Sentiment shift")
+    items = [Item(**item) for item in payload.get("top") or []]
+    detail = str(payload.get("detail") or "")
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "block_id": "shift_h", "text": _plain(f"📉 {title}", 150)},
+        {
+            "type": "context",
+            "block_id": "shift_detail",
+            "elements": [{"type": "mrkdwn", "text": safe(detail or "-", 1000), "verbatim": True}],
+        },
+    ]
+    if items:
+        blocks.append(
+            _lines_section("shift_top", "*Negative items*", [_item_line(i) for i in items], 0)
+        )
+    plain = "\n".join([title, detail, *(f"  - {one_line(i.title)} {i.url}" for i in items)])
+    metadata = {"event_type": "earshot_shift", "event_payload": {"key": payload.get("group")}}
+    return RenderedMessage(text=safe(title, 3000), blocks=blocks, metadata=metadata), plain
+
+
 def chart_png(days: Sequence[DayCount], title: str = "Mentions per day") -> bytes:
     """A PNG: stacked bars of mentions per day by sentiment, and the share that is negative."""
     import matplotlib
@@ -395,7 +498,7 @@ def chart_png(days: Sequence[DayCount], title: str = "Mentions per day") -> byte
 
 
 def render_row(delivery: Delivery) -> Outgoing | None:
-    """The message of a digest, chart or spike outbox row (``None``: another kind)."""
+    """The message of a digest, chart, spike or shift outbox row (``None``: another kind)."""
     key = delivery.idempotency_key
     payload = delivery.payload or {}
     if delivery.kind == KIND_DIGEST:
@@ -412,6 +515,11 @@ def render_row(delivery: Delivery) -> Outgoing | None:
     if delivery.kind == KIND_SPIKE:
         message, plain = render_spike(payload)
         metadata = {"event_type": "earshot_spike", "event_payload": {"key": key}}
+        message = RenderedMessage(message.text, message.blocks, metadata)
+        return Outgoing(delivery.channel, message, plain, key)
+    if delivery.kind == KIND_SHIFT:
+        message, plain = render_shift(payload)
+        metadata = {"event_type": "earshot_shift", "event_payload": {"key": key}}
         message = RenderedMessage(message.text, message.blocks, metadata)
         return Outgoing(delivery.channel, message, plain, key)
     return None
