@@ -11,7 +11,7 @@ if [[ " $* " == *" --quick "* ]]; then
 else
     runs+=("bench_scale --db sqlite" "bench_scale --db postgres")  # each under 5 minutes
 fi
-runs+=(bench_delivery)
+runs+=(bench_delivery bench_themes)
 failed=()
 for run in "${runs[@]}"; do
     read -r bench extra <<<"$run"

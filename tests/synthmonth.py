@@ -306,8 +306,9 @@ def _label(mention: Mention, label: str, rng: random.Random) -> Mention:
     return mention
 
 
-def build_month(seed: int = SEED, weeks: int = WEEKS) -> Month:
-    """The month (deterministic for a seed)."""
+def build_month(seed: int = SEED, weeks: int = WEEKS, scale: float = 1.0) -> Month:
+    """The month (deterministic for a seed); ``scale`` multiplies every daily volume (the
+    benchmark's 10,000 mentions a week)."""
     rng = random.Random(seed)
     shapes = _Shapes()
     background = _background_texts()
@@ -317,11 +318,11 @@ def build_month(seed: int = SEED, weeks: int = WEEKS) -> Month:
         week = day // 7
         midnight = MONTH_START + timedelta(days=day)
         for query in QUERIES:
-            count = round(DAILY[query] * rng.uniform(0.9, 1.1))
+            count = round(scale * DAILY[query] * rng.uniform(0.9, 1.1))
             themed = []
             if query == OURS:
                 for theme, per_week in THEME_DAILY.items():
-                    themed += [theme] * per_week[week]
+                    themed += [theme] * round(scale * per_week[week])
             themed += [""] * max(0, count - len(themed))
             target = NORMAL_NEGATIVE
             if query == OURS and week == SHIFT_WEEK:
@@ -346,7 +347,7 @@ def build_month(seed: int = SEED, weeks: int = WEEKS) -> Month:
                 month.mentions.append(_label(mention, label, rng))
                 if theme:
                     month.planted[mention.external_id] = theme
-        for _ in range(REVIEWS_DAILY):
+        for _ in range(round(scale * REVIEWS_DAILY)):
             n += 1
             at = midnight + timedelta(seconds=rng.randrange(86400))
             text = _with_name(rng, rng.choice(background), "Acme")
