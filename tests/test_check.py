@@ -222,6 +222,7 @@ _BASE: dict[str, dict[str, str]] = {
     "http": {"port": "8080"},
     "digests": {"timezone": '"UTC"', "daily_at": '"09:00"'},
     "spikes": {"k": "3.0", "every": '"5m"'},
+    "shifts": {"min_jump": "0.15", "bucket": '"1d"'},
     "relevance": {"min_relevance": "0.5"},
     "training": {"weekly_at": '"sun 03:00"'},
     "sources": {"type": '"hackernews"', "every": '"5m"', "timeout": '"20s"'},
