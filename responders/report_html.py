@@ -596,6 +596,8 @@ def _item(item: Item, tz: str) -> str:
         meta.append(_local(item.created_at, tz, "%a %d %b %H:%M"))
     if item.query:
         meta.append(f"query <bdi>{_text(item.query, 80)}</bdi>")
+    if item.reach_figures:
+        meta.append(f"<bdi>{_text(item.reach_figures, 120)}</bdi>")
     return (
         f"<li>{_dot(item.label)}{_link(item.url, title)}"
         f'<br><span class="meta">{" · ".join(meta)}</span></li>'
@@ -676,7 +678,8 @@ def render_report_html(
     * **product** / **title** / **since** - the heading and the length of the period, as
       the user asked for it (``"7d"``).
     * **unhandled** / **unhandled_total** / **unhandled_channel** - the alerts channel's
-      alerts still unhandled (``None`` total: no alerts channel, the section is left out).
+      alerts still unhandled, as the digest orders them (biggest reach first) (``None``
+      total: no alerts channel, the section is left out).
     * **response_times** - alert-to-Handled times per channel.
     * **generated** - when the report was made (default: now).
     """
@@ -702,7 +705,7 @@ def render_report_html(
         sections.append(
             _items(
                 "unhandled",
-                f"Alerts still unhandled{where} ({unhandled_total})",
+                f"Alerts still unhandled{where} ({unhandled_total}), biggest reach first",
                 unhandled,
                 tz,
                 "none: every alert is handled",

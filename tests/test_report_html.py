@@ -293,7 +293,7 @@ def test_the_browser_lays_out_every_section_and_chart(
     text = dom.all_text
     assert "Response times (alert to Handled)" in text and "median" in text
     assert "Replies to customers (2)" in text and "said they replied" in text
-    assert "Alerts still unhandled in #cx-alerts" in text
+    assert "Alerts still unhandled in #cx-alerts" in text and "biggest reach first" in text
 
 
 def test_the_screenshot_shows_the_charts_colours(rendered: tuple[Loaded, str, Opened]) -> None:
@@ -422,6 +422,8 @@ def test_items_keep_their_links_scores_and_ratings() -> None:
         "2026-11-24T10:00:00+00:00",
         "acme",
         1,
+        reach=312,
+        reach_figures="312 helpful votes, <b>4</b> replies",
     )
     digest = Digest(
         kind="report",
@@ -438,7 +440,11 @@ def test_items_keep_their_links_scores_and_ratings() -> None:
     page = render_report_html(digest)
     assert '<a href="https://apps.example/r/7" rel="noopener noreferrer nofollow"' in page
     text = parse(page).all_text
-    assert "App Store · 1/5 stars · score \u22120.91 · Tue 24 Nov 10:00 · query acme" in text
+    assert (
+        "App Store · 1/5 stars · score \u22120.91 · Tue 24 Nov 10:00 · query acme · "
+        "312 helpful votes, <b>4</b> replies" in text
+    )
+    assert "<b>" not in page
 
 
 # -- Stories, themes and share of voice ---------------------------------------------------
