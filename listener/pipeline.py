@@ -14,6 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session
 
 from . import metrics
 from .models import Mention, MentionStatus, utcnow
@@ -98,6 +101,17 @@ class PollReport:
         return not self.errors
 
 
+@dataclass
+class _Finished:
+    """What a poll's ingest transaction did besides storing (``Pipeline._finish``): set
+    only once that transaction committed."""
+
+    recorded: bool = False  # the poll's health (and a recovery notice, if one was due)
+    released: bool = False  # the poll lease given back
+    silence: bool = False  # the silence state checked and stored
+    recovered: bool = False  # a recovery notice queued
+
+
 class Pipeline:
     """Polls sources and turns what they find into stored, classified, queued mentions."""
 
@@ -180,19 +194,23 @@ class Pipeline:
             metrics.POLLS.labels(source.key, "skipped").inc()
             report.skipped_busy = True
             return report
+        finished = _Finished()
         try:
-            self._poll_leased(source, report, health)
+            self._poll_leased(source, report, health, finished)
         finally:
             try:
-                self.store.release_source(source.key, self.owner)
+                if not finished.released:
+                    self.store.release_source(source.key, self.owner)
             except Exception as exc:  # the lease expires on its own
                 logger.warning("%s: could not release the poll lease: %s", source.key, exc)
         return report
 
-    def _poll_leased(self, source: Source, report: PollReport, health: SourceHealth) -> None:
+    def _poll_leased(
+        self, source: Source, report: PollReport, health: SourceHealth, finished: _Finished
+    ) -> None:
         started = time.perf_counter()
         try:
-            self._poll(source, report)
+            self._poll(source, report, finished)
         except SourceError as exc:
             if not report.errors:  # else every unit failed: ``exc`` is counted among them
                 report.errors.append(str(exc))
@@ -227,32 +245,52 @@ class Pipeline:
             len(report.errors),
             extra={"source": source.key},
         )
-        self._record_health(source, health, report)
+        self._record_health(source, health, report, finished)
 
-    def _record_health(self, source: Source, health: SourceHealth, report: PollReport) -> None:
+    def _record_health(
+        self, source: Source, health: SourceHealth, report: PollReport, finished: _Finished
+    ) -> None:
         """Persist how the poll went; alert a failing streak once, and its recovery once;
-        the same for a silent source."""
-        try:
-            self._alert_health(source, health)
-        except Exception as exc:
-            logger.error("%s: could not record source health: %s", source.key, describe(exc))
-        if self.silent_after and health.status in ("ok", "degraded"):
+        the same for a silent source. What the poll's ingest transaction did already
+        (``_finish``: every poll that did not fail) is not done again."""
+        if not finished.recorded:
+            try:
+                self._alert_health(source, health)
+            except Exception as exc:
+                logger.error("%s: could not record source health: %s", source.key, describe(exc))
+        if self.silent_after and health.status in ("ok", "degraded") and not finished.silence:
             try:
                 self._check_silence(source, report)
             except Exception as exc:
                 logger.error("%s: could not check for silence: %s", source.key, describe(exc))
 
-    def _check_silence(self, source: Source, report: PollReport) -> None:
+    def _check_silence(
+        self,
+        source: Source,
+        report: PollReport,
+        state: dict[str, Any] | None = None,
+        session: Session | None = None,
+    ) -> None:
         """Track when the source last brought new items; notice a long silence once.
 
         The state lives in the cursors table under ``health/<source key>`` (shared by the
         replicas, like the cursor): the last time a poll fetched something new, the usual
-        gap between such polls (a moving average) and whether a notice is out.
+        gap between such polls (a moving average) and whether a notice is out. ``state``
+        is that document when the caller read it already; with ``session`` the notices
+        and the new state are written in the caller's transaction.
         """
         assert self.silent_after is not None
         key = f"health/{source.key}"
         now = self.wall_clock()
-        state = self.store.get_cursor(key) or {}
+        if state is None:
+            state = self.store.get_cursor(key) or {}
+
+        def put(value: dict[str, Any]) -> None:
+            if session is None:
+                self.store.put_cursor(key, value)
+            else:
+                self.store.put_cursor_in(session, key, value)
+
         last = _number(state.get("last_item"))
         gap = _number(state.get("gap"))
         alerted = state.get("alerted") is True
@@ -265,9 +303,10 @@ class Pipeline:
                     f"health:{source.key}:silent-over:{_iso(last)}",
                     f"Source {source.key} has new items again",
                     [f"{report.fetched} new after {_span(now - last)} without any."],
+                    session,
                 )
                 logger.info("%s: new items again after %s", source.key, _span(now - last))
-            self.store.put_cursor(key, {"last_item": now, "gap": gap, "alerted": False})
+            put({"last_item": now, "gap": gap, "alerted": False})
             return
         silence = now - last
         threshold = max(self.silent_after, SILENT_FACTOR * (gap or 0.0))
@@ -281,15 +320,51 @@ class Pipeline:
                 f"Its polls succeed but have brought nothing new since {_iso(last)}{usual}.",
                 "Check the source's queries, feeds or settings, or whether the API changed.",
             ],
+            session,
         )
         logger.warning("%s: no new items for %s", source.key, _span(silence))
-        self.store.put_cursor(key, {**state, "alerted": True})
+        put({**state, "alerted": True})
 
-    def _notice(self, key: str, title: str, lines: list[str]) -> None:
+    def _notice(
+        self, key: str, title: str, lines: list[str], session: Session | None = None
+    ) -> None:
         if self.health_channel:
-            self.store.enqueue(
-                key[:255], self.health_channel, "health", {"title": title, "lines": lines}
-            )
+            payload = {"title": title, "lines": lines}
+            if session is None:
+                self.store.enqueue(key[:255], self.health_channel, "health", payload)
+            else:
+                self.store.queue(session, key[:255], self.health_channel, "health", payload)
+
+    def _finish(
+        self,
+        session: Session,
+        source: Source,
+        report: PollReport,
+        silence: dict[str, Any] | None,
+        done: _Finished,
+    ) -> None:
+        """The end of a poll that did not fail, in its ingest transaction: its health (and
+        the recovery notice of a failing streak that was alerted), the end of its lease
+        and its silence check commit with its mentions and cursor. ``done`` says what was
+        done; the caller applies it once the transaction committed."""
+        status = "degraded" if report.errors else "ok"
+        error = report.errors[-1] if report.errors else None
+        state = self.store.finish_poll(session, source.key, self.owner, status, error)
+        if state is not None:
+            if self.health_channel and state.health_alerted:
+                self.store.queue(
+                    session,
+                    _recovery_key(source.key, state.failing_since),
+                    self.health_channel,
+                    "health",
+                    {"title": f"Source {source.key} recovered", "lines": ["Polling works again."]},
+                )
+                self.store.set_health_alerted_in(session, source.key, False)
+                done.recovered = True
+            done.recorded, done.released = True, state.released
+        if self.silent_after and silence is not None:
+            self._check_silence(source, report, silence, session)
+            done.silence = True
 
     def _alert_health(self, source: Source, health: SourceHealth) -> None:
         state = self.store.record_poll(source.key, health.status, health.last_error)
@@ -318,7 +393,7 @@ class Pipeline:
             logger.error("%s: failing %d polls in a row", source.key, state.consecutive_failures)
         elif state.status != "failing" and state.health_alerted:
             self.store.enqueue(
-                f"health:{source.key}:recovered:{streak}:{utcnow().isoformat()}",
+                _recovery_key(source.key, state.failing_since),
                 self.health_channel,
                 "health",
                 {"title": f"Source {source.key} recovered", "lines": ["Polling works again."]},
@@ -329,9 +404,11 @@ class Pipeline:
     def poll_all(self, sources: Sequence[Source], *, force: bool = False) -> list[PollReport]:
         return [self.poll(source, force=force) for source in sources]
 
-    def _poll(self, source: Source, report: PollReport) -> None:
-        cursor = self.store.get_cursor(source.key)
-        result = source.poll(cursor, self.queries_for(source).search_terms())
+    def _poll(self, source: Source, report: PollReport, finished: _Finished) -> None:
+        silence_key = f"health/{source.key}"
+        keys = [source.key, silence_key] if self.silent_after else [source.key]
+        cursors = self.store.get_cursors(keys)  # the poll's cursor and its silence state
+        result = source.poll(cursors[source.key], self.queries_for(source).search_terms())
         report.requests = result.requests
         report.fetched = len(result.mentions)
         report.skipped = result.skipped
@@ -347,8 +424,26 @@ class Pipeline:
             except Exception as exc:  # scoring goes on with the models as they are
                 logger.warning("%s: could not refresh relevance: %s", source.key, exc)
         # Store whatever the poll got, with the cursor of the units that succeeded (a failed
-        # unit's cursor is left where it was), before deciding how the poll went.
-        ingest = self.store.ingest(source.key, kept, result.cursor, self._prepare, storm=self.storm)
+        # unit's cursor is left where it was). A poll that did not fail (some unit worked)
+        # records its health and ends its lease in the same transaction.
+        failed = bool(result.errors) and len(result.errors) >= max(1, result.units)
+        done = _Finished()
+        finish: Callable[[Session], None] | None = None
+        if not failed:
+            silence = (cursors.get(silence_key) or {}) if self.silent_after else None
+
+            def finish_poll(session: Session) -> None:
+                self._finish(session, source, report, silence, done)
+
+            finish = finish_poll
+        ingest = self.store.ingest(
+            source.key, kept, result.cursor, self._prepare, storm=self.storm, finish=finish
+        )
+        # committed: what the transaction did counts now
+        finished.recorded, finished.released = done.recorded, done.released
+        finished.silence = done.silence
+        if done.recovered:
+            logger.info("%s: recovered", source.key)
         report.stored = len(ingest.stored)
         report.duplicates = ingest.duplicates
         report.queued = ingest.queued
@@ -367,7 +462,7 @@ class Pipeline:
                     "sentiment": mention.sentiment_label,
                 },
             )
-        if result.errors and len(result.errors) >= max(1, result.units):
+        if failed:
             raise result.errors[0]
 
     def _match(self, source: Source, mention: Mention) -> bool:
@@ -487,6 +582,12 @@ class Pipeline:
         self.totals["queued"] += report.queued
         self.totals["skipped"] += report.skipped
         self.totals["errors"] += len(report.errors)
+
+
+def _recovery_key(key: str, failing_since: datetime | None) -> str:
+    """The idempotency key of a source's recovery notice (one per recovery of a streak)."""
+    streak = failing_since.isoformat() if failing_since else "unknown"
+    return f"health:{key}:recovered:{streak}:{utcnow().isoformat()}"
 
 
 def _number(value: object) -> float | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, event, func, update
+from sqlalchemy import Engine, Table, case, event, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, col, create_engine, select
@@ -111,6 +111,16 @@ class IngestResult:
 
 
 @dataclass
+class PollFinished:
+    """What ``Store.finish_poll`` read back from a source's state row."""
+
+    health_alerted: bool
+    failing_since: datetime | None
+    #: Whether the lease was ours and is now given back.
+    released: bool
+
+
+@dataclass
 class Claimed:
     """An outbox row leased to one worker, with its mention (if it has one).
 
@@ -167,11 +177,26 @@ class Store:
             row = session.get(SourceCursor, key)
             return json.loads(row.value) if row else None
 
+    def get_cursors(self, keys: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """``get_cursor`` of several keys in one query (``None`` for a key not stored)."""
+        found: dict[str, dict[str, Any] | None] = dict.fromkeys(keys)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(CURSORS.c.key, CURSORS.c.value).where(CURSORS.c.key.in_(list(keys)))
+            )
+            for key, value in rows:
+                found[key] = json.loads(value)
+        return found
+
     def put_cursor(self, key: str, value: dict[str, Any]) -> None:
         """Store the JSON document ``value`` under ``key`` (outside any ingest)."""
         with Session(self.engine) as session:
             self._put_cursor(session, key, value)
             session.commit()
+
+    def put_cursor_in(self, session: Session, key: str, value: dict[str, Any]) -> None:
+        """``put_cursor`` in the caller's transaction (not committed)."""
+        self._put_cursor(session, key, value)
 
     def _put_cursor(self, session: Session, key: str, value: dict[str, Any]) -> None:
         stmt = self.insert(CURSORS).values(
@@ -249,6 +274,51 @@ class Store:
             session.expunge(state)
         return state
 
+    def finish_poll(
+        self,
+        session: Session,
+        key: str,
+        owner: str,
+        status: str,
+        error: str | None,
+        now: datetime | None = None,
+    ) -> PollFinished | None:
+        """``record_poll`` of a poll that did not fail, and ``release_source``, as one
+        statement in the caller's transaction (``Store.ingest``'s ``finish``): the poll's
+        mentions, its cursor, its health and the end of its lease commit together.
+
+        ``status`` is ``ok`` or ``degraded``. Returns the row's ``health_alerted`` and
+        ``failing_since`` (``None``: the source has no state row; nothing was written).
+        """
+        if status == "failing":
+            raise ValueError("finish_poll records polls that did not fail")
+        now = now or utcnow()
+        table = SOURCE_STATE
+        ours = table.c.owner == owner
+        row = session.execute(
+            update(table)
+            .where(table.c.key == key)
+            .values(
+                status=status,
+                consecutive_failures=0,
+                last_success=now,
+                last_error=(error or None) and error[:2000],
+                # the right-hand sides read the row as it was: both test the old owner
+                owner=case((ours, None), else_=table.c.owner),
+                lease_until=case((ours, None), else_=table.c.lease_until),
+            )
+            .returning(table.c.health_alerted, table.c.failing_since, table.c.owner)
+        ).first()
+        if row is None:
+            return None
+        return PollFinished(bool(row.health_alerted), row.failing_since, row.owner is None)
+
+    def set_health_alerted_in(self, session: Session, key: str, alerted: bool) -> None:
+        """``set_health_alerted`` in the caller's transaction (not committed)."""
+        session.execute(
+            update(SOURCE_STATE).where(SOURCE_STATE.c.key == key).values(health_alerted=alerted)
+        )
+
     def set_health_alerted(self, key: str, alerted: bool) -> None:
         with Session(self.engine) as session:
             state = session.get(SourceState, key)
@@ -282,6 +352,7 @@ class Store:
         prepare: Callable[[Mention], Sequence[Route]],
         *,
         storm: tuple[int, float] | None = None,
+        finish: Callable[[Session], None] | None = None,
     ) -> IngestResult:
         """Store new mentions, queue their deliveries and move the cursor, atomically.
 
@@ -292,6 +363,10 @@ class Store:
         ``storm``: ``(threshold, window seconds)``. When more than ``threshold`` alerts for
         one query reach one channel within the window, the ones past the threshold are
         queued as replies in the thread of one storm summary (queued here too, once).
+
+        ``finish`` runs in the same transaction, last before the commit (the pipeline
+        records the poll's health and ends its lease there: ``finish_poll``); if it
+        raises, nothing of this ingest is stored.
         """
         result = IngestResult()
         unique: dict[tuple[str, str], Mention] = {}
@@ -355,6 +430,8 @@ class Store:
                 result.queued = len(session.execute(stmt, outbox).all())
             if cursor_key is not None and cursor is not None:
                 self._put_cursor(session, cursor_key, cursor)
+            if finish is not None:
+                finish(session)
             session.commit()
         return result
 
