@@ -33,7 +33,7 @@ from earshot.listener.sources.stackexchange import StackExchangeSource
 from earshot.listener.store import Store
 
 from .conftest import load_json
-from .fakestores import rsa_key, service_account
+from .fakestores import ec_key, pem, rsa_key, service_account
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real"
 
@@ -206,7 +206,16 @@ def test_sources_without_figures_have_no_reach() -> None:
     """App Store Connect's customerReviews and RSS/Google Alerts give no figures."""
     asc = load_json("appstoreconnect/customerReviews_limit1.json")["data"][0]
     assert "vote" not in json.dumps(asc["attributes"]).lower()
-    assert AppStoreConnectSource.type == "appstoreconnect"  # no figure to read: none read
+    store_api = AppStoreConnectSource(
+        http(),
+        app_id="682658836",
+        key_id="2X9R4HXF34",
+        issuer_id="57246542-96fe-1a63-e053-0824d011072a",
+        private_key=pem(ec_key()),
+        clock=lambda: NOW,
+    )
+    m = parse(store_api, lambda item: store_api._mention(item, {}), asc)
+    assert (m.reach, m.reach_detail, m.rating) == (None, {}, 5)
     feed = "https://www.google.com/alerts/feeds/1/2"
     alert = (FIXTURES / "google_alerts/google_alert_slack.xml").read_bytes()
     with respx.mock:

@@ -113,6 +113,8 @@ class Target:
     headers: dict[str, list[str]] = field(default_factory=dict)
     #: The fields the source reads (dotted); most mutations hit one of them.
     reads: tuple[str, ...] = ()
+    #: The reach figures among them (``listener/reach.py``): a bad one never costs the item.
+    figures: tuple[str, ...] = ()
     #: Fuzz the first this many items of the page (building a ``Mention`` costs ~1 ms).
     keep: int = 12
 
@@ -131,6 +133,12 @@ TARGETS = [
             "story_text",
             "author",
             "_tags",
+            "points",
+            "num_comments",
+        ),
+        figures=(
+            "points",
+            "num_comments",
         ),
     ),
     Target(
@@ -149,6 +157,14 @@ TARGETS = [
             "data.body",
             "data.author",
             "data.link_permalink",
+            "data.score",
+            "data.num_comments",
+            "data.score_hidden",
+        ),
+        figures=(
+            "data.score",
+            "data.num_comments",
+            "data.score_hidden",
         ),
     ),
     Target(
@@ -168,6 +184,14 @@ TARGETS = [
             "title",
             "content",
             "author",
+            "im:voteSum",
+            "im:voteSum.label",
+            "im:voteCount.label",
+        ),
+        figures=(
+            "im:voteSum",
+            "im:voteSum.label",
+            "im:voteCount.label",
         ),
     ),
     Target(
@@ -194,6 +218,16 @@ TARGETS = [
             "account.acct",
             "language",
             "spoiler_text",
+            "account.followers_count",
+            "reblogs_count",
+            "favourites_count",
+            "replies_count",
+        ),
+        figures=(
+            "account.followers_count",
+            "reblogs_count",
+            "favourites_count",
+            "replies_count",
         ),
     ),
     Target(
@@ -213,6 +247,16 @@ TARGETS = [
             "author",
             "author.handle",
             "author.did",
+            "likeCount",
+            "repostCount",
+            "replyCount",
+            "quoteCount",
+        ),
+        figures=(
+            "likeCount",
+            "repostCount",
+            "replyCount",
+            "quoteCount",
         ),
     ),
     Target(
@@ -229,6 +273,14 @@ TARGETS = [
             "body",
             "owner",
             "owner.display_name",
+            "view_count",
+            "score",
+            "answer_count",
+        ),
+        figures=(
+            "view_count",
+            "score",
+            "answer_count",
         ),
     ),
     Target(
@@ -254,6 +306,14 @@ TARGETS = [
             "user",
             "user.login",
             "repository_url",
+            "reactions",
+            "reactions.total_count",
+            "comments",
+        ),
+        figures=(
+            "reactions",
+            "reactions.total_count",
+            "comments",
         ),
     ),
     Target(
@@ -272,6 +332,14 @@ TARGETS = [
             "topic_slug",
             "username",
             "topic_title",
+            "reads",
+            "reply_count",
+            "actions_summary",
+        ),
+        figures=(
+            "reads",
+            "reply_count",
+            "actions_summary",
         ),
     ),
     Target(
@@ -329,7 +397,8 @@ def leaf_paths(item: Any, depth: int = 0) -> list[tuple[str | int, ...]]:
 
 def mutate(rng: random.Random, item: Any, reads: tuple[str, ...]) -> tuple[Any, str, str]:
     """``item`` with one defect: ``(item, the key changed, a description)``. Most hit a
-    field the source reads, the rest any key at all."""
+    field the source reads, the rest any key at all. The description starts with the
+    dotted path changed (``"points = ..."``, ``"del points"``)."""
     item = copy.deepcopy(item)
     paths = leaf_paths(item)
     if not paths or rng.random() < 0.04:
@@ -483,11 +552,17 @@ def test_fuzzed_items_never_fail_a_poll(target: Target, stores: list[Store]) -> 
             outcomes["skipped"] += 1
         else:
             outcomes["kept"] += 1
+        figure = what.removeprefix("del ").split(" = ", 1)[0]
+        if figure in target.figures:
+            # A bad reach figure is dropped from the mention, never the item (or its page).
+            assert not lost and not result.skipped, f"{label}: a bad figure cost the item"
+            outcomes["figure"] += 1
         if result.mentions:
             assert result.cursor != empty_cursor, f"{label}: the cursor did not move"
         store_all(stores, result, f"fuzz-{target.case}")
     # The mix is part of the test: a fuzz that never skips or never keeps tests little.
     assert outcomes["skipped"] >= 1 and outcomes["kept"] >= 1, outcomes
+    assert outcomes["figure"] >= 1 or not target.figures, outcomes
 
 
 @pytest.mark.parametrize("target", [t for t in TARGETS if t.headers], ids=lambda t: t.case)
