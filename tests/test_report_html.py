@@ -56,6 +56,18 @@ HOSTILE = {
 }
 
 
+def cli_sections(sections: list[str]) -> list[str]:
+    """The sections every report has, in order, after checking that the others are the
+    insight sections (stories, themes, share of voice) in their place: after the counts,
+    before the top lists."""
+    insights = [s for s in sections if s in ("stories", "themes", "voices")]
+    where = [sections.index(s) for s in insights]
+    assert where == sorted(where) and all(
+        sections.index("sources") < i < sections.index("top-negative") for i in where
+    ), sections
+    return [s for s in sections if s not in insights]
+
+
 def needs_browser() -> str:
     """The Chromium executable; skip (or fail under EARSHOT_REQUIRE_BROWSER=1) without."""
     exe = chromium()
@@ -237,7 +249,8 @@ def load(url: str, tmp_path: Path) -> Loaded:
     store.engine.dispose()
     config = tmp_path / "earshot.toml"
     config.write_text(
-        '[product]\nname = "Acme <Inc>"\nqueries = ["checkout"]\n'
+        '[product]\nname = "Acme <Inc>"\n'
+        'queries = ["checkout", { q = \'"acme app"\', tag = "competitor" }]\n'
         '[[sources]]\ntype = "reddit"\nsubreddits = ["acme"]\n'
     )
     count = sum(1 for m in mentions if m.created_at >= now - timedelta(days=7))
@@ -276,14 +289,18 @@ def test_the_browser_lays_out_every_section_and_chart(
     loaded, _page, opened = rendered
     dom = parse(opened.dom)
     sections = dom.attr("section", "data-section")
-    assert sections == list(SECTIONS)
+    assert cli_sections(sections) == list(SECTIONS)
+    assert "voices" in sections  # a tagged query: share of voice
     assert figure(opened.dom, "mentions") == str(loaded.recent)
     assert figure(opened.dom, "replies") == "2"
     body = re.search(r"<body ([^>]*)>", opened.dom)
     assert body, opened.dom[:500]
     # The page's script ran after layout: every chart has a real rendered size.
     sizes = dict(re.findall(r"(chart-[\w-]+):(\d+x\d+)", body.group(1)))
-    assert set(sizes) == {"chart-days", "chart-sentiment", "chart-sources"}, body.group(1)
+    charts = {"chart-days", "chart-sentiment", "chart-sources", "chart-voices"}
+    if "themes" in sections:
+        charts.add("chart-themes")
+    assert set(sizes) == charts, body.group(1)
     for chart, size in sizes.items():
         width, height = (int(n) for n in size.split("x"))
         assert width > 200 and height > 40, (chart, size)
@@ -369,7 +386,8 @@ def test_the_cli_writes_the_page_on_sqlite_and_postgres(database_url: str, tmp_p
     page = tmp_path / "week.html"
     run_report(loaded, page)
     parsed = parse(page.read_text("utf-8"))
-    assert parsed.attr("section", "data-section") == list(SECTIONS)
+    sections = parsed.attr("section", "data-section")
+    assert cli_sections(sections) == list(SECTIONS) and "voices" in sections
     assert f"{loaded.recent}mentions" in parsed.all_text.replace(" ", "")
 
 
