@@ -3,13 +3,14 @@ Chromium shows it.
 
     .venv/bin/python scripts/report_example.py [OUTPUT.png] [--html PAGE.html]
 
-Two synthetic weeks (tests/synthweek.py, fixed seed; one mention in 45 spam) are stored
-in an in-memory SQLite through the real Store and routing, up to a fixed Monday; the
-alerts are marked sent, all but the last day's handled, and three replies recorded. The
-week before that Monday is summed by ``build_digest`` as `earshot report` does and
-rendered by ``render_report_html``; the page is opened in Chromium (tests/browser.py: no
-network) once to measure its height and once more to take the whole page. Needs the
-Debian package ``chromium``.
+The synthetic month (tests/synthmonth.py: real payload shapes and texts, fixed seed,
+planted themes, a competitor query tagged "competitor"; here one mention in 45 marked spam)
+is stored in an in-memory SQLite through the real Store and routing; the alerts are marked
+sent, all but the last day's handled, and three replies recorded. Its last week is summed
+by ``build_digest`` as `earshot report` does (themes, share of voice) and rendered by
+``render_report_html``; the page is opened in Chromium (tests/browser.py: no network) once
+to measure its height and once more to take the whole page (saved with a 256-colour
+palette). Needs the Debian package ``chromium``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import argparse
 import re
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
+from PIL import Image
 from sqlalchemy import bindparam, update
 from sqlmodel import Session, SQLModel, select
 
@@ -33,30 +35,24 @@ from earshot.listener.routing import Router  # noqa: E402
 from earshot.listener.store import Store  # noqa: E402
 from earshot.responders.report_html import render_report_html  # noqa: E402
 from tests.browser import open_page  # noqa: E402
-from tests.synthweek import store_all, week  # noqa: E402
+from tests.synthmonth import MONTH_START, TAGS, WEEKS, build_month  # noqa: E402
+from tests.synthweek import store_all  # noqa: E402
 
 ALERTS, WINS = "#cx-alerts", "#cx-wins"
-#: The report is made at this moment (a Monday); the weeks before it are synthetic.
-END = datetime(2026, 11, 30, tzinfo=UTC)
+#: The report is made at the end of the synthetic month (a Monday), over its last week.
+END = MONTH_START + timedelta(days=7 * WEEKS)
 
 
 def synthetic_store() -> Store:
-    """Two weeks of mentions (one in 45 spam), alerts sent 5 minutes after each post and
-    handled but for the last day's, 3 replies."""
+    """The synthetic month (one mention in 45 spam), alerts sent 5 minutes after each post
+    and handled but for the last day's, 3 replies."""
     store = Store.from_url("sqlite://")
     store.create_schema()
-    mentions = week(days=14, start=END - timedelta(days=14), scale=0.4)
-    # the second week a little louder and more negative, so the change shows
-    mentions += [
-        m
-        for m in week(seed=7, days=7, start=END - timedelta(days=7), scale=0.15)
-        if m.sentiment_label == "negative"
-    ]
+    mentions = build_month().mentions
     for n, m in enumerate(mentions):
-        m.external_id = f"ex-{n}"
         if n % 45 == 0:
             m.intents = ["spam"]  # stored, never alerted: counted as filtered
-    store_all(store, sorted(mentions, key=lambda m: m.created_at), Router(ALERTS, WINS).routes)
+    store_all(store, mentions, Router(ALERTS, WINS).routes)
     outbox = SQLModel.metadata.tables["outbox"]
     table = SQLModel.metadata.tables["mentions"]
     with Session(store.engine) as session:
@@ -93,13 +89,13 @@ def synthetic_store() -> Store:
                 Reply(
                     key=f"example-{i}",
                     mention_id=m,
-                    platform="reddit",
+                    platform=(session.get(Mention, m) or Mention()).source,
                     text="Thanks for flagging this; a fix is rolling out today.",
                     status="manual" if i == 2 else "sent",
                     author_id="U0LEAD",
                     author_name=("Bo Lindqvist", "Kim Osei", "Bo Lindqvist")[i],
                     approver_id="U0APPR" if i == 1 else None,
-                    remote_url=None if i == 2 else f"https://www.reddit.com/r/acme/comments/x{i}",
+                    remote_url=None if i == 2 else f"https://example.test/replies/{i}",
                     sent_at=sent[d] + timedelta(minutes=40),
                 )
             )
@@ -111,8 +107,8 @@ def page_html() -> str:
     """The report page of the week before ``END``, as `earshot report --html` writes it."""
     store = synthetic_store()
     period = Period("report", "all", END - timedelta(days=7), END, "UTC")
-    digest = build_digest(store, period, scope="all")
-    unhandled = build_digest(store, Period("report", ALERTS, END, END, "UTC"))
+    digest = build_digest(store, period, scope="all", tags=TAGS)
+    unhandled = build_digest(store, Period("report", ALERTS, END, END, "UTC"), themes=None)
     times = response_times(store, period.start, period.end)
     store.engine.dispose()
     return render_report_html(
@@ -142,7 +138,10 @@ def main() -> None:
         full = open_page(page, Path(tmp) / "full", height=int(height.group(1)))
         if full.page_requests():
             raise SystemExit(f"the page made network requests: {full.page_requests()}")
-        args.output.write_bytes(full.png.read_bytes())
+        with Image.open(full.png) as shot:
+            # a 256-colour palette: the same picture at about a third of the bytes
+            palette = shot.convert("RGB").quantize(256, Image.Quantize.MEDIANCUT)
+            palette.save(args.output, optimize=True)
         if args.html:
             args.html.write_text(page.read_text("utf-8"), encoding="utf-8")
     print(f"{args.output}: 1200x{height.group(1)} screenshot of the report page")
