@@ -18,6 +18,7 @@ figures.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,6 +47,8 @@ from .models import (
 from .reach import ReachPolicy, by_reach, describe
 from .store import Store
 from .themes import ThemeConfig, find_themes
+
+logger = logging.getLogger("earshot.listener.digest")
 
 __all__ = [
     "KIND_CHART",
@@ -426,7 +429,7 @@ def replies_made(
 
 #: ``Mention.intents`` is a JSON list of ``Intent`` values: its text holds ``"spam"`` (with
 #: the quotes) exactly when the list does, on SQLite and PostgreSQL alike.
-_SPAM_JSON = f'%"{Intent.SPAM.value}"%'
+SPAM_JSON = f'%"{Intent.SPAM.value}"%'
 
 
 def _filtered() -> Any:
@@ -437,7 +440,7 @@ def _filtered() -> Any:
         col(Delivery.mention_id) == col(Mention.id), Delivery.kind == "alert"
     )
     return and_(
-        cast(col(Mention.intents), Text).like(_SPAM_JSON),
+        cast(col(Mention.intents), Text).like(SPAM_JSON),
         col(Mention.digest).is_(None),
         ~alerted.exists(),
     )
@@ -667,6 +670,20 @@ def build_digest(
     )[0]
 
 
+def _themes(
+    current: Sequence[Mention], previous: Sequence[Mention], config: ThemeConfig
+) -> list[Theme]:
+    """The themes, or none (logged) if they cannot be computed: the rest of the digest
+    goes out either way, instead of failing on every run."""
+    try:
+        return find_themes(current, previous, config=config)
+    except Exception:
+        logger.exception(
+            "could not find the themes of %d mentions; digest sent without", len(current)
+        )
+        return []
+
+
 def _unrelated(mention: Mention, min_relevance: float | None) -> bool:
     return (
         min_relevance is not None
@@ -736,7 +753,7 @@ def _build(
         digest.replies_total, digest.replies = replies_made(session, period.start, period.end)
         digest.voices = share_of_voice(current, previous, tags or {})
     if period.kind in ("weekly", "report") and themes is not None:
-        digest.themes = find_themes(current, previous, config=themes)
+        digest.themes = _themes(current, previous, themes)
     return digest, [int(m.id or 0) for m in held]
 
 

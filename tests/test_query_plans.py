@@ -5,11 +5,12 @@ The statements are not listed by hand: a ``before_cursor_execute`` hook records 
 that earshot really sends while it polls a source (twice, with an overlap and a storm),
 drains the outbox to the loopback fake Slack, handles clicks from the real Slack payloads
 (Handled, "Wrong sentiment" with its re-route, "Not relevant"), and runs its scheduler
-jobs (digests, spikes, SLA escalation, the model and query refreshes, the gauges). Each
-recorded statement is then planned with ``EXPLAIN QUERY PLAN`` on SQLite and ``EXPLAIN``
-on PostgreSQL, where ``enable_seqscan = off`` makes the planner take an index whenever one
-can serve the query (on tiny tables it would rightly prefer a sequential scan), so the
-question asked is "is there an index for this", not "is the table small".
+jobs (digests, spikes, sentiment shifts, SLA escalation, the model and query refreshes, the
+gauges). Each recorded statement is then planned with ``EXPLAIN QUERY PLAN`` on SQLite
+and ``EXPLAIN`` on PostgreSQL, where ``enable_seqscan = off`` makes the planner take an
+index whenever one can serve the query (on tiny tables it would rightly prefer a
+sequential scan), so the question asked is "is there an index for this", not "is the table
+small".
 
 A full scan is ``SCAN mentions``/``SCAN outbox`` on SQLite (with or without ``USING
 INDEX``: reading a whole index is a full scan too) and, on PostgreSQL, a ``Seq Scan`` of
@@ -47,6 +48,7 @@ from earshot.config.settings import Secrets, parse_settings
 from earshot.config.wiring import (
     Earshot,
     build,
+    check_shifts_job,
     check_spikes_job,
     refresh_model,
     refresh_queries,
@@ -222,6 +224,7 @@ def hot_path(app: Earshot, slack: FakeSlack) -> None:
     later = now + timedelta(days=8)  # every digest is due, every alert overdue
     send_digests(app, later)
     check_spikes_job(app, now)
+    check_shifts_job(app, now)
     clicks.ui.escalate(now=later)
     wf.unhandled(app.store, "#cx-alerts", reach=ReachPolicy())  # /earshot unhandled
     refresh_model(app)

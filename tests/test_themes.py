@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from sqlmodel import Session, select
 
+from earshot.listener import digest as digest_module
 from earshot.listener.digest import (
     KIND_DIGEST,
     OURS,
@@ -298,3 +299,39 @@ def test_a_long_theme_label_and_quote_stay_within_block_kit_limits() -> None:
     assert validate_message({"text": message.text, "blocks": message.blocks}) == []
     shown = "\n".join(b["text"]["text"] for b in message.blocks if b.get("text"))
     assert "javascript:" not in shown and "<script>" not in shown
+
+
+def test_a_failure_to_find_themes_does_not_stop_the_digest(
+    month_store: tuple[Store, Month],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, _ = month_store
+
+    def broken(*args: object, **kwargs: object) -> list[object]:
+        raise FileNotFoundError("the wordllama package is not installed")
+
+    monkeypatch.setattr(digest_module, "find_themes", broken)
+    schedule = DigestSchedule("#cx-weekly", weekly_at=time(0, 0), scope="all", tags=TAGS)
+    digest = enqueue_digest(store, schedule, "weekly", MONTH_START + timedelta(days=28))
+    assert digest is not None and digest.themes == [] and digest.voices and digest.total
+    assert "could not find the themes" in caplog.text
+
+
+def test_the_wiring_passes_the_query_tags() -> None:
+    from earshot.config.settings import parse_settings
+    from earshot.config.wiring import digest_schedules
+
+    settings = parse_settings(
+        {
+            "product": {
+                "name": "Acme",
+                "queries": ["acme", {"q": "rivalapp", "tag": "competitor"}],
+            },
+            "digests": {"weekly": ["#cx-weekly"]},
+            "sources": [{"type": "hackernews"}],
+        }
+    )
+    schedules = digest_schedules(settings)
+    assert [(kind, s.channel) for kind, s in schedules] == [("weekly", "#cx-weekly")]
+    assert dict(schedules[0][1].tags) == {"rivalapp": "competitor"}
