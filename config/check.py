@@ -451,7 +451,8 @@ def _shifts(settings: Settings) -> list[str]:
         return ["sentiment shifts: on, but no channel (none sent)"]
     return [
         f"sentiment shifts: each {duration_text(shifts.bucket)} bucket, a query's or tag's "
-        f"negative share above its baseline by {shifts.k:g} sigma and {shifts.min_jump:.0%} "
+        f"negative share above its baseline by {shifts.k:g} sigma and {100 * shifts.min_jump:g} "
+        "points "
         f"(at least {shifts.min_count} mentions, volume not spiking) -> alert in {channel}, "
         f"at most one per query or tag every {duration_text(shifts.cooldown)}"
     ]

@@ -17,6 +17,10 @@ so it holds across restarts and replicas.
 Spam and off-topic mentions (intent ``spam``) are not counted: a spam run is filtered, not
 alerted.
 
+Sentiment shifts (``find_shifts``, ``check_shifts``, outbox kind ``shift``) use the same
+EWMA on a query's or tag's *negative share* per bucket (a UTC day by default): a share well
+above its normal range, by at least a minimum jump, while the count is not a volume spike.
+
 Everything is computed from the store and the ``now`` it is given (no hidden clock).
 """
 

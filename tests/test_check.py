@@ -72,6 +72,7 @@ def test_check_prints_the_routes_digests_spikes_and_search_terms(
     assert not any(line.startswith("  negative -> ") for line in lines)
     assert "  - daily to #cx-daily at 09:00 UTC (routed mentions, with the chart)" in lines
     assert any(line.startswith("spikes: checked every 5m") for line in lines)
+    assert any(line.startswith("sentiment shifts: each 1d bucket") for line in lines), out
     # each source: the exact terms it sends, or that it matches locally
     searched = '      searches the API for: "quill pad", "app", "notes", "quillpad", "quill-pad", '
     searched += '"quillpad.io", "qpad"'
