@@ -67,6 +67,9 @@ DEFAULT_STEEPNESS = 10.0
 #: (``pipeline.CLASSIFY_CHARS`` is this constant), so that the vector the classifier
 #: computed for a mention is the one relevance needs (``score(mention, vector)``).
 EMBED_CHARS = 5_000
+#: Vectors kept between ``score`` and the ``refresh`` that counts their mentions: a few
+#: pages' worth (about 1 KB each; it was 50,000).
+KEPT_VECTORS = 5_000
 #: Ids re-read on each refresh, for PostgreSQL transactions that commit out of id order.
 OVERLAP = 200
 
@@ -258,7 +261,7 @@ class Relevance:
             with self._lock:
                 self._pages[key] = (page, members)
                 for m, vec in zip(group, vectors, strict=True):
-                    self._vectors[(m.source, m.external_id)] = vec
+                    self._keep((m.source, m.external_id), vec)
             primed += 1
         return primed
 
@@ -283,9 +286,7 @@ class Relevance:
         if vec is None:
             vec = self.embed_many([mention.body[:EMBED_CHARS]])[0]
         with self._lock:
-            if len(self._vectors) > 50_000:
-                self._vectors.clear()
-            self._vectors[(mention.source, mention.external_id)] = vec
+            self._keep((mention.source, mention.external_id), vec)
             model = self.models.get(key)
             value = model.score(vec) if model is not None else None
             primed = self._pages.get(key)
@@ -300,6 +301,14 @@ class Relevance:
                     finally:
                         page.add(vec)
         return None if value is None else round(value, 4)
+
+    def _keep(self, key: tuple[str, str], vec: np.ndarray) -> None:
+        """Keep a mention's vector until ``refresh`` counts it; the oldest go past
+        ``KEPT_VECTORS`` (mentions that were never stored: another replica stored them first,
+        or a primed page's already stored reviews). Under the lock."""
+        self._vectors[key] = vec
+        while len(self._vectors) > KEPT_VECTORS:
+            del self._vectors[next(iter(self._vectors))]
 
     def below(self, value: float | None) -> bool:
         """Whether a relevance is scored and under the threshold."""

@@ -404,3 +404,23 @@ def test_the_classifier_returns_the_embedding_relevance_reads() -> None:
     assert result == classifier.classify(text)  # not part of the result's value
     # a text the classifier does not read (not English) carries no embedding
     assert classifier.classify("Die App stürzt ständig ab, bitte beheben").embedding is None
+
+
+def test_vectors_kept_for_the_next_refresh_are_bounded(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Vectors of mentions that are never stored (another replica stored them first) do not
+    pile up: past the bound the oldest go; the newest, about to be counted, stay."""
+    monkeypatch.setattr("earshot.listener.relevance.KEPT_VECTORS", 3)
+    relevance = Relevance(store, embed=lambda texts: np.ones((len(texts), 4), np.float32))
+    mentions = [
+        Mention(source="hackernews", external_id=str(i), title="bolt", created_at=utcnow())
+        for i in range(5)
+    ]
+    for mention in mentions:
+        relevance.score(mention)
+    assert list(relevance._vectors) == [
+        ("hackernews", "2"),
+        ("hackernews", "3"),
+        ("hackernews", "4"),
+    ]
