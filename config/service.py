@@ -22,11 +22,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from earshot.listener import metrics
+from earshot.listener.pipeline import PollReport
 from earshot.listener.sources import Source
 from earshot.responders.delivery import DeliveryReport
 
 from . import exitcodes
 from .http import OpsServer
+from .memory import release_free_memory
 from .wiring import Earshot
 
 logger = logging.getLogger("earshot.service")
@@ -178,6 +180,16 @@ class RunLock:
             self._file = None
 
 
+def poll_source(app: Earshot, source: Source, *, force: bool = False) -> PollReport:
+    """One scheduled poll of ``source``, then the allocator's free pages back to the system
+    (``memory.release_free_memory``: what the poll freed on its thread stays resident
+    otherwise)."""
+    try:
+        return app.pipeline.poll(source, force=force)
+    finally:
+        release_free_memory()
+
+
 class Service:
     """The long-running process: scheduled polls and delivery until a stop signal."""
 
@@ -193,7 +205,7 @@ class Service:
 
     def poll(self, source: Source) -> None:
         if not self.stopping.is_set():
-            self.app.pipeline.poll(source)
+            poll_source(self.app, source)
 
     def deliver(self) -> DeliveryReport | None:
         """One delivery round: send what is due, batch after batch, until a batch comes

@@ -48,6 +48,8 @@ CURSORS = _table(SourceCursor)
 SOURCE_STATE = _table(SourceState)
 
 _CHUNK = 500
+#: Rows per multi-row INSERT statement on SQLite (see ``make_engine``).
+ROWS_PER_STATEMENT = 32
 
 #: Where an ingested mention should be delivered: (channel, kind).
 Route = tuple[str, str]
@@ -84,6 +86,12 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             # often hundreds of KB: resident memory crept up ~1 MB per poll cycle until the
             # cache filled (benchmarks/bench_poll.py). 16 keeps the common ones prepared.
             connect_args={"check_same_thread": False, "timeout": 30, "cached_statements": 16},
+            # A multi-row INSERT of n rows is one statement per n: at up to 200 rows of 30
+            # columns, 16 cached ones took 3.5-5 MB per connection, and the pool's
+            # connections filled their caches poll after poll (bench_poll.py, 1,000
+            # queries: SQLite's memory 12 -> 21 MB over 4 cycles). At most 32 rows a
+            # statement keeps each under ~100 KB (2.8 MB a connection, page cache included).
+            insertmanyvalues_page_size=ROWS_PER_STATEMENT,
             poolclass=StaticPool if memory else None,
         )
 
