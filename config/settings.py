@@ -673,6 +673,17 @@ class RelevanceSettings(_Section):
     min_examples: int = Field(5, ge=2, le=1_000_000)
 
 
+class StorySettings(_Section):
+    """``[stories]``: one story per link or copied complaint across sources; later
+    mentions post as replies in the first one's thread (docs/stories.md)."""
+
+    enabled: bool = True
+    #: A mention joins a story whose link or text was last seen within this window.
+    window: Duration = Field(3 * 86400.0, gt=0)
+    #: Also group near-duplicate text (the same complaint copied), not only shared links.
+    near_duplicate: bool = True
+
+
 class ReplyTemplateSettings(_Section):
     """One ``[[replies.templates]]``: a draft and when it applies (unset: always).
 
@@ -805,6 +816,7 @@ class Settings(_Section):
     spikes: SpikeSettings = SpikeSettings()
     shifts: ShiftSettings = ShiftSettings()
     relevance: RelevanceSettings = RelevanceSettings()
+    stories: StorySettings = StorySettings()
     training: TrainingSettings = TrainingSettings()
     replies: ReplySettings = ReplySettings()
     reach: ReachSettings = ReachSettings()

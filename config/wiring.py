@@ -32,6 +32,7 @@ from earshot.listener.sentiment import Classifier, ExperienceClassifier, VaderCl
 from earshot.listener.sources import SOURCE_TYPES, RateLimiter, Source, SourceHttp
 from earshot.listener.spikes import ShiftConfig, SpikeConfig, check_shifts, check_spikes
 from earshot.listener.store import Store
+from earshot.listener.stories import StoryOptions
 from earshot.listener.workflow import MutingRouter, exclusions, with_exclusions
 from earshot.responders.base import Channel
 from earshot.responders.console import ConsoleChannel
@@ -639,6 +640,11 @@ def build(
         failing_after=settings.slack.failing_after,
         silent_after=settings.slack.silent_after,
         storm=(settings.slack.storm_threshold, settings.slack.storm_window),
+        stories=StoryOptions(
+            enabled=settings.stories.enabled,
+            window=settings.stories.window,
+            near_duplicate=settings.stories.near_duplicate,
+        ),
         owner=os.environ.get("EARSHOT_REPLICA_ID") or None,
         source_queries=source_queries(settings, queries, aliases),
         relevance=relevance,

@@ -27,6 +27,7 @@ from .routing import Router
 from .sentiment import Classifier
 from .sources.base import FatalError, RateLimitedError, Source, SourceError, describe
 from .store import Route, Store
+from .stories import StoryOptions
 
 logger = logging.getLogger("earshot.listener.pipeline")
 
@@ -131,6 +132,7 @@ class Pipeline:
         failing_after: int = 3,
         source_queries: Mapping[str, QuerySet] | None = None,
         storm: tuple[int, float] | None = None,
+        stories: StoryOptions | None = None,
         relevance: Relevance | None = None,
         unrelated_digests: Mapping[str, str] | None = None,
         silent_after: float | None = None,
@@ -144,6 +146,8 @@ class Pipeline:
         self.wall_clock = wall_clock
         #: ``(threshold, window seconds)`` of alert storms (see ``Store.ingest``).
         self.storm = storm
+        #: How new mentions are grouped into stories (``None``: they are not).
+        self.stories = stories
         #: Per-query relevance (``None``: mentions are not scored). A mention scored below
         #: its threshold that would alert goes to ``unrelated_digests[channel]`` ("hourly" or
         #: "daily") as "probably unrelated", or, when that channel has no digest, is stored
@@ -437,7 +441,13 @@ class Pipeline:
 
             finish = finish_poll
         ingest = self.store.ingest(
-            source.key, kept, result.cursor, self._prepare, storm=self.storm, finish=finish
+            source.key,
+            kept,
+            result.cursor,
+            self._prepare,
+            storm=self.storm,
+            stories=self.stories,
+            finish=finish,
         )
         # committed: what the transaction did counts now
         finished.recorded, finished.released = done.recorded, done.released

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, case, event, func, update
+from sqlalchemy import Engine, Table, bindparam, case, event, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, col, create_engine, select
@@ -29,9 +29,12 @@ from .models import (
     MentionStatus,
     SourceCursor,
     SourceState,
+    Story,
+    StoryKey,
     as_utc,
     utcnow,
 )
+from .stories import Membership, StoryKeys, StoryOptions, jaccard, keys_for, shingles
 
 logger = logging.getLogger("earshot.listener.store")
 
@@ -46,6 +49,10 @@ MENTIONS = _table(Mention)
 OUTBOX = _table(Delivery)
 CURSORS = _table(SourceCursor)
 SOURCE_STATE = _table(SourceState)
+STORIES = _table(Story)
+STORY_KEYS = _table(StoryKey)
+#: The outbox kind of a story's live count (a ``chat.update`` of its parent alert).
+KIND_STORY_UPDATE = "story_update"
 
 _CHUNK = 500
 #: Rows per multi-row INSERT statement on SQLite (see ``make_engine``).
@@ -361,6 +368,7 @@ class Store:
         *,
         storm: tuple[int, float] | None = None,
         finish: Callable[[Session], None] | None = None,
+        stories: StoryOptions | None = None,
     ) -> IngestResult:
         """Store new mentions, queue their deliveries and move the cursor, atomically.
 
@@ -371,6 +379,12 @@ class Store:
         ``storm``: ``(threshold, window seconds)``. When more than ``threshold`` alerts for
         one query reach one channel within the window, the ones past the threshold are
         queued as replies in the thread of one storm summary (queued here too, once).
+
+        ``stories``: group the new mentions into stories (``listener/stories.py``), in this
+        transaction. A later member's alert to a channel where its story already has one
+        is queued as a reply in that alert's thread (payload ``{"story": <parent key>}``;
+        story replies do not count toward storms), with a ``story_update`` row that
+        re-renders the parent with the live count.
 
         ``finish`` runs in the same transaction, last before the commit (the pipeline
         records the poll's health and ends its lease there: ``finish_poll``); if it
@@ -426,6 +440,10 @@ class Store:
                             mention_id,
                         )
                     )
+            if stories is not None and stories.enabled and result.stored:
+                members = self._assign_stories(session, result.stored, stories)
+                if members and outbox:
+                    outbox = self._thread_stories(session, outbox, members)
             if outbox and storm is not None and storm[0] > 0:
                 queries = {m.id: m.matched_query for m in result.stored}
                 outbox = self._collapse_storms(session, outbox, queries, *storm)
@@ -457,7 +475,8 @@ class Store:
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in outbox:
             query = queries.get(row["mention_id"])
-            if row["kind"] == "alert" and query:
+            # Story replies are threaded already: they neither count nor collapse.
+            if row["kind"] == "alert" and query and "story" not in row["payload"]:
                 groups.setdefault((row["channel"], query), []).append(row)
         summaries: list[dict[str, Any]] = []
         table, mentions = OUTBOX, MENTIONS
@@ -470,6 +489,7 @@ class Store:
                     table.c.kind == "alert",
                     mentions.c.matched_query == query,
                     table.c.created_at > since,
+                    table.c.payload["story"].as_string().is_(None),
                 )
             ).scalar_one()
             if recent + len(rows) <= threshold:
@@ -507,6 +527,198 @@ class Store:
             for row in rows[max(0, threshold - recent) :]:
                 row["payload"] = {**row["payload"], "storm": key}
         return summaries + outbox
+
+    # -- stories -------------------------------------------------------------------------
+
+    def _assign_stories(
+        self, session: Session, stored: Sequence[Mention], options: StoryOptions
+    ) -> dict[int, Membership]:
+        """Put each new mention in a story (joining a live one or starting one).
+
+        Keys are looked up by primary key among those seen within ``options.window``; a
+        near-duplicate candidate joins only when its shingle Jaccard against the story's
+        first mention reaches ``options.threshold``. Members of one batch group with each
+        other. Two replicas starting the same story at once: the key insert is an upsert
+        that only takes a key that is free, expired or already this story's, so the second
+        finds the first's story, joins it and drops its own.
+        """
+        now = utcnow()
+        cutoff = now - timedelta(seconds=options.window)
+        keys: dict[int, StoryKeys] = {}
+        for mention in stored:
+            assert mention.id is not None
+            made = keys_for(mention.link, mention.body, near_duplicate=options.near_duplicate)
+            if made.all:
+                keys[mention.id] = made
+        if not keys:
+            return {}
+        wanted = sorted({k for found in keys.values() for k in found.all})
+        live: dict[str, int] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            rows = session.execute(
+                select(STORY_KEYS.c.key, STORY_KEYS.c.story_id).where(
+                    STORY_KEYS.c.key.in_(wanted[start : start + _CHUNK]),
+                    STORY_KEYS.c.seen_at >= cutoff,
+                )
+            )
+            live.update({row.key: row.story_id for row in rows})
+        firsts: dict[int, set[str]] = {}
+
+        def first_shingles(story_id: int) -> set[str]:
+            if story_id not in firsts:
+                row = session.execute(
+                    select(MENTIONS.c.title, MENTIONS.c.text)
+                    .where(MENTIONS.c.story_id == story_id)
+                    .order_by(MENTIONS.c.id)
+                    .limit(1)
+                ).first()
+                firsts[story_id] = shingles(row.title or row.text) if row else set()
+            return firsts[story_id]
+
+        members: dict[int, Membership] = {}
+        for mention in stored:
+            assert mention.id is not None
+            found = keys.get(mention.id)
+            if found is None:
+                continue
+            story_id = live.get(found.url_key) if found.url_key else None
+            if story_id is None and found.near:
+                grams = shingles(mention.body)
+                tried: set[int] = set()
+                for key in found.near:
+                    candidate = live.get(key)
+                    if candidate is None or candidate in tried:
+                        continue
+                    tried.add(candidate)
+                    if jaccard(grams, first_shingles(candidate)) >= options.threshold:
+                        story_id = candidate
+                        break
+            if story_id is None:
+                title = (mention.title or mention.text or "")[:500]
+                story_id = session.execute(
+                    self.insert(STORIES)
+                    .values(
+                        url=found.url, title=title, mention_count=1, created_at=now, last_at=now
+                    )
+                    .returning(STORIES.c.id)
+                ).scalar_one()
+                claimed = self._claim_keys(session, found.all, story_id, now, cutoff)
+                if found.url_key and found.url_key not in claimed:
+                    # Another replica started this link's story a moment ago: join it.
+                    other = session.execute(
+                        select(STORY_KEYS.c.story_id).where(STORY_KEYS.c.key == found.url_key)
+                    ).scalar_one()
+                    session.execute(STORY_KEYS.delete().where(STORY_KEYS.c.story_id == story_id))
+                    session.execute(STORIES.delete().where(STORIES.c.id == story_id))
+                    story_id = other
+                    count = self._bump_story(session, story_id, now)
+                    self._claim_keys(session, found.all, story_id, now, cutoff)
+                    members[mention.id] = Membership(story_id, count, False)
+                else:
+                    firsts[story_id] = shingles(mention.body)
+                    members[mention.id] = Membership(story_id, 1, True)
+            else:
+                count = self._bump_story(session, story_id, now)
+                self._claim_keys(session, found.all, story_id, now, cutoff)
+                members[mention.id] = Membership(story_id, count, False)
+            mention.story_id = story_id
+            for key in found.all:
+                live.setdefault(key, story_id)
+        session.execute(
+            update(MENTIONS)
+            .where(MENTIONS.c.id == bindparam("mid"))
+            .values(story_id=bindparam("sid")),
+            [{"mid": mid, "sid": m.story_id} for mid, m in members.items()],
+        )
+        return members
+
+    def _claim_keys(
+        self, session: Session, keys: Sequence[str], story_id: int, now: datetime, cutoff: datetime
+    ) -> set[str]:
+        """Point ``keys`` at ``story_id`` where they are free, expired or already its own
+        (refreshing ``seen_at``); the keys it now holds."""
+        table = STORY_KEYS
+        stmt = self.insert(table).values(
+            [{"key": key, "story_id": story_id, "seen_at": now} for key in sorted(set(keys))]
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"story_id": stmt.excluded.story_id, "seen_at": stmt.excluded.seen_at},
+            where=(table.c.story_id == stmt.excluded.story_id) | (table.c.seen_at < cutoff),
+        ).returning(table.c.key)
+        return {row.key for row in session.execute(stmt)}
+
+    def _bump_story(self, session: Session, story_id: int, now: datetime) -> int:
+        """Count one more member; the story's count after it."""
+        return int(
+            session.execute(
+                update(STORIES)
+                .where(STORIES.c.id == story_id)
+                .values(mention_count=STORIES.c.mention_count + 1, last_at=now)
+                .returning(STORIES.c.mention_count)
+            ).scalar_one()
+        )
+
+    def _thread_stories(
+        self, session: Session, outbox: list[dict[str, Any]], members: dict[int, Membership]
+    ) -> list[dict[str, Any]]:
+        """Make later members' alerts replies in their story's thread, per channel, and
+        queue one live-count update of each parent touched."""
+        parents: dict[tuple[int, str], str] = {}
+        counts: dict[tuple[int, str], int] = {}
+        for row in outbox:
+            member = members.get(row["mention_id"])
+            if row["kind"] != "alert" or member is None:
+                continue
+            where = (member.story_id, row["channel"])
+            parent = parents.get(where)
+            if parent is None and not member.started:
+                parent = session.execute(
+                    select(OUTBOX.c.idempotency_key)
+                    .select_from(OUTBOX.join(MENTIONS, OUTBOX.c.mention_id == MENTIONS.c.id))
+                    .where(
+                        MENTIONS.c.story_id == member.story_id,
+                        OUTBOX.c.channel == row["channel"],
+                        OUTBOX.c.kind == "alert",
+                    )
+                    .order_by(OUTBOX.c.id)
+                    .limit(1)
+                ).scalar_one_or_none()
+            if parent is None:
+                parents[where] = row["idempotency_key"]
+                continue
+            parents[where] = parent
+            row["payload"] = {**row["payload"], "story": parent}
+            counts[where] = max(counts.get(where, 0), member.count)
+        updates = [
+            _delivery_row(
+                f"story-update:{story_id}:{channel}:{count}",
+                channel,
+                KIND_STORY_UPDATE,
+                None,
+                {"story": parents[(story_id, channel)], "story_id": story_id},
+            )
+            for (story_id, channel), count in counts.items()
+        ]
+        return outbox + updates
+
+    def story_sources(self, story_id: int) -> tuple[int, dict[str, dict[str, int]]]:
+        """A story's mention count and its sentiment per source
+        (``{"reddit": {"negative": 2}}``), as stored now."""
+        with Session(self.engine) as session:
+            count = session.execute(
+                select(STORIES.c.mention_count).where(STORIES.c.id == story_id)
+            ).scalar_one_or_none()
+            rows = session.execute(
+                select(MENTIONS.c.source, MENTIONS.c.sentiment_label, func.count())
+                .where(MENTIONS.c.story_id == story_id)
+                .group_by(MENTIONS.c.source, MENTIONS.c.sentiment_label)
+            ).all()
+        sources: dict[str, dict[str, int]] = {}
+        for source, label, n in rows:
+            split = sources.setdefault(source, {})
+            split[label or "unscored"] = split.get(label or "unscored", 0) + int(n)
+        return int(count or 0), sources
 
     def delivery_by_key(self, key: str) -> Delivery | None:
         """The outbox row with this idempotency key."""

@@ -114,8 +114,9 @@ def load_json(relative: str) -> Any:
 
 def hn_hits(first_id: int, start: int, count: int, title: str) -> list[dict[str, Any]]:
     """Hits ``start`` … ``start + count - 1`` made from one real captured Algolia hit,
-    newest first: ``objectID`` ``first_id + i``, ``created_at_i`` ``1_700_000_000 + i`` and
-    ``title`` formatted with ``i``."""
+    newest first: ``objectID`` ``first_id + i``, ``created_at_i`` ``1_700_000_000 + i``,
+    ``title`` formatted with ``i`` and a ``url`` of its own (one shared link would make
+    them one story)."""
     template = load_json("hn_algolia/search_by_date_story_query_apple.json")["hits"][0]
     out = []
     for i in range(start, start + count):
@@ -123,6 +124,7 @@ def hn_hits(first_id: int, start: int, count: int, title: str) -> list[dict[str,
         hit["objectID"] = str(first_id + i)
         hit["created_at_i"] = 1_700_000_000 + i
         hit["title"] = title.format(i=i)
+        hit["url"] = f"{template['url']}?item={first_id + i}"
         out.append(hit)
     return sorted(out, key=lambda h: -h["created_at_i"])
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -672,6 +673,23 @@ def html_to_text(value: Any) -> str:
 def text_of(value: Any) -> str:
     """``value`` if it is a string, else ``""`` (payload fields of the wrong type)."""
     return value if isinstance(value, str) else ""
+
+
+#: Longer links are not kept as ``Mention.link`` (no real article URL is this long).
+MAX_LINK = 2000
+
+
+def link_of(value: Any) -> str | None:
+    """A payload's link field as ``Mention.link``: an http(s) URL with a host, else
+    ``None`` (missing, the wrong type, another scheme, unparseable or absurdly long)."""
+    if not isinstance(value, str) or len(value) > MAX_LINK:
+        return None
+    try:
+        parts = urlsplit(value.strip())
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return None
+    return value.strip() if ok else None
 
 
 def id_of(value: Any) -> str:

@@ -36,6 +36,7 @@ from .base import (
     SourceError,
     SourceOptions,
     from_iso,
+    link_of,
     logger,
     require,
 )
@@ -272,6 +273,7 @@ class BlueskySource(Source):
         mention = self.mention(
             external_id=uri,
             url=url,
+            link=_external_link(post, record),
             author=handle or did,
             site="bsky.app",
             title="",
@@ -282,3 +284,13 @@ class BlueskySource(Source):
             **reach.bluesky(post),
         )
         return mention, sort_at
+
+
+def _external_link(post: dict[str, Any], record: dict[str, Any]) -> str | None:
+    """The URL of a post's external link card (``app.bsky.embed.external``), if any."""
+    for embed in (post.get("embed"), record.get("embed")):
+        if isinstance(embed, dict) and isinstance(embed.get("external"), dict):
+            found = link_of(embed["external"].get("uri"))
+            if found:
+                return found
+    return None

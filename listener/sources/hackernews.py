@@ -28,6 +28,7 @@ from .base import (
     from_unix,
     html_to_text,
     id_of,
+    link_of,
     logger,
     text_of,
 )
@@ -143,12 +144,14 @@ class HackerNewsSource(Source):
         created = from_unix(hit["created_at_i"])
         tags = hit.get("_tags") if isinstance(hit.get("_tags"), list) else []
         is_comment = "comment" in tags or isinstance(hit.get("comment_text"), str)
+        link = None
         if is_comment:
             title = ""
             text = html_to_text(hit.get("comment_text"))
         else:
             title = html_to_text(hit.get("title"))
             text = html_to_text(hit.get("story_text"))
+            link = link_of(hit.get("url"))  # a link post's target (none for Ask HN)
         return self.mention(
             external_id=object_id,
             url=ITEM_URL.format(id=object_id),
@@ -156,6 +159,7 @@ class HackerNewsSource(Source):
             site="news.ycombinator.com",
             title=title,
             text=text,
+            link=link,
             created_at=created,
             raw=hit,
             **reach.hackernews(hit),

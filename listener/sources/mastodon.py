@@ -38,6 +38,7 @@ from .base import (
     decode_json,
     from_iso,
     html_to_text,
+    link_of,
     logger,
 )
 
@@ -245,9 +246,11 @@ class MastodonSource(Source):
         # The ActivityPub uri is global: the same status seen through two instances is one.
         external_id = uri if uri and len(uri) <= 255 else f"{self.site}/{status_id}"
         language = _str(status.get("language"))[:16] or None
+        card = status.get("card")
         return self.mention(
             external_id=external_id,
             url=url,
+            link=link_of(card.get("url")) if isinstance(card, dict) else None,
             author=author,
             site=self.site,
             title=html_to_text(_str(status.get("spoiler_text"))),

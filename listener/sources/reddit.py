@@ -51,6 +51,7 @@ from .base import (
     explain,
     from_unix,
     id_of,
+    link_of,
     logger,
     parse_retry_after,
     text_of,
@@ -387,13 +388,17 @@ class RedditSource(Source):
             url = f"{link_permalink.rstrip('/')}/{text_of(item.get('id'))}/"
         else:
             url = f"{WEB}/{name}"
+        link = None
         if kind == "t3":
             title, text = text_of(item.get("title")), text_of(item.get("selftext"))
+            if item.get("is_self") is False:  # a link post: keyed by what it links to
+                link = link_of(item.get("url_overridden_by_dest") or item.get("url"))
         else:
             title, text = "", text_of(item.get("body"))
         return self.mention(
             external_id=name,
             url=url,
+            link=link,
             author=text_of(item.get("author")),
             site=text_of(item.get("subreddit")),
             title=title,

@@ -234,6 +234,8 @@ class RssSource(Source):
         return self.mention(
             external_id=entry_key(entry_id),
             url=link or feed,
+            # The entry is the article (a feed item, a Google Alert): its own link.
+            link=link or None,
             author=author,
             site=urlsplit(link or feed).hostname or "",
             title=html_to_text(entry.get("title")),

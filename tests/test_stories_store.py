@@ -1,0 +1,157 @@
+"""Stories in ``Store.ingest``: keys looked up in the ingest's transaction, later members
+queued as replies in the first alert's thread with a live-count update, on SQLite and on
+the real PostgreSQL (two replicas racing included)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import Session, select
+
+from earshot.listener.models import Delivery, Mention, Story, StoryKey
+from earshot.listener.store import Store
+from earshot.listener.stories import StoryOptions
+
+OPTIONS = StoryOptions()
+LINK = "https://www.example.com/blog/launch?utm_source=hn"
+COMPLAINT = (
+    "Since the last update the Acme app logs me out every single time I switch to another "
+    "app and I lose the whole draft I was typing, this is maddening"
+)
+
+
+def mention(
+    external_id: str,
+    source: str = "hackernews",
+    *,
+    link: str | None = None,
+    text: str = "",
+    title: str = "",
+) -> Mention:
+    return Mention(
+        source=source,
+        external_id=external_id,
+        url=f"https://{source}.test/{external_id}",
+        title=title,
+        text=text,
+        link=link,
+        created_at=datetime(2026, 12, 1, tzinfo=UTC),
+        matched_query="acme",
+        sentiment_label="negative",
+    )
+
+
+def alert(_m: Mention) -> list[tuple[str, str]]:
+    return [("#alerts", "alert")]
+
+
+def rows(store: Store) -> list[Delivery]:
+    with Session(store.engine) as session:
+        found = list(session.exec(select(Delivery).order_by(Delivery.id)))  # type: ignore[arg-type]
+        for row in found:
+            session.expunge(row)
+        return found
+
+
+def stories(store: Store) -> list[Story]:
+    with Session(store.engine) as session:
+        return list(session.exec(select(Story)))
+
+
+def test_one_link_across_batches_is_one_story_with_threaded_replies(store: Store) -> None:
+    first = store.ingest(
+        "hn", [mention("1", link=LINK, title="Acme launches")], None, alert, stories=OPTIONS
+    )
+    assert first.stored[0].story_id is not None
+    later = [
+        mention("2", "reddit", link="https://example.com/blog/launch/?fbclid=x", title="Acme!"),
+        mention("3", "mastodon", link="http://EXAMPLE.com/blog/launch#comments", text="wow"),
+    ]
+    store.ingest("rd", later, None, alert, stories=OPTIONS)
+    (story,) = stories(store)
+    assert story.mention_count == 3
+    assert story.url == "https://example.com/blog/launch"
+    outbox = rows(store)
+    alerts = [r for r in outbox if r.kind == "alert"]
+    parent = alerts[0]
+    assert "story" not in parent.payload
+    assert [r.payload.get("story") for r in alerts[1:]] == [parent.idempotency_key] * 2
+    updates = [r for r in outbox if r.kind == "story_update"]
+    assert [u.idempotency_key for u in updates] == [f"story-update:{story.id}:#alerts:3"]
+    assert updates[0].payload == {"story": parent.idempotency_key, "story_id": story.id}
+
+
+def test_members_of_one_batch_group_with_each_other(store: Store) -> None:
+    batch = [
+        mention("1", text=COMPLAINT),
+        mention("2", "reddit", text="Anyone else? " + COMPLAINT + " #acme"),
+        mention(
+            "3",
+            "reddit",
+            text="The new dashboard is lovely and the export finally works on my phone",
+        ),
+    ]
+    result = store.ingest("x", batch, None, alert, stories=OPTIONS)
+    ids = [m.story_id for m in result.stored]
+    assert ids[0] == ids[1] and ids[2] != ids[0]
+    assert sorted(s.mention_count for s in stories(store)) == [1, 2]
+
+
+def test_a_story_past_its_window_starts_again(store: Store) -> None:
+    store.ingest("hn", [mention("1", link=LINK)], None, alert, stories=OPTIONS)
+    with Session(store.engine) as session:
+        for key in session.exec(select(StoryKey)):
+            key.seen_at = datetime.now(UTC) - timedelta(days=4)
+            session.add(key)
+        session.commit()
+    store.ingest("hn", [mention("2", link=LINK)], None, alert, stories=OPTIONS)
+    assert sorted(s.mention_count for s in stories(store)) == [1, 1]
+    assert not any(r.payload.get("story") for r in rows(store))
+
+
+def test_grouping_off_leaves_mentions_alone(store: Store) -> None:
+    off = StoryOptions(enabled=False)
+    store.ingest("hn", [mention("1", link=LINK), mention("2", link=LINK)], None, alert, stories=off)
+    assert stories(store) == []
+    assert len([r for r in rows(store) if r.kind == "alert"]) == 2
+
+
+def test_story_replies_do_not_count_toward_a_storm(store: Store) -> None:
+    batch = [mention(str(i), link=LINK, title=f"Acme launch take {i}") for i in range(6)]
+    store.ingest("hn", batch, None, alert, storm=(3, 600), stories=OPTIONS)
+    outbox = rows(store)
+    assert not [r for r in outbox if r.kind == "storm"]
+    assert len([r for r in outbox if r.kind == "alert" and r.payload.get("story")]) == 5
+
+
+def test_two_replicas_starting_one_story_at_once_make_one(database_url: str) -> None:
+    stores = [Store.from_url(database_url) for _ in range(2)]
+    stores[0].create_schema()
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        def prepare(m: Mention) -> list[tuple[str, str]]:
+            barrier.wait(timeout=60)
+            return [("#alerts", "alert")]
+
+        try:
+            batch = [
+                mention(f"{index}-{i}", ("hackernews", "reddit")[index], link=LINK)
+                for i in range(3)
+            ]
+            stores[index].ingest(f"s{index}", batch[:1], None, prepare, stories=OPTIONS)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    found = stories(stores[0])
+    assert len(found) == 1 and found[0].mention_count == 2
+    for s in stores:
+        s.engine.dispose()
