@@ -41,6 +41,7 @@ from .models import (
     MentionStatus,
     Reply,
     ReplyStatus,
+    Story,
     as_utc,
     utcnow,
 )
@@ -754,7 +755,67 @@ def _build(
         digest.voices = share_of_voice(current, previous, tags or {})
     if period.kind in ("weekly", "report") and themes is not None:
         digest.themes = _themes(current, previous, themes)
+    digest.story_count, digest.previous_story_count, digest.stories = story_figures(
+        session, current, previous
+    )
     return digest, [int(m.id or 0) for m in held]
+
+
+#: The biggest stories a digest lists.
+TOP_STORIES = 5
+
+
+def story_figures(
+    session: Session, current: Sequence[Mention], previous: Sequence[Mention]
+) -> tuple[int, int, list[StorySummary]]:
+    """How many stories the period's mentions make (a mention in no story is one of its
+    own), the same for the previous period, and the biggest stories of more than one
+    mention this period, each with its sentiment per source (counted over the period's
+    mentions in the digest's scope)."""
+
+    def count(mentions: Sequence[Mention]) -> int:
+        return len({m.story_id for m in mentions if m.story_id is not None}) + sum(
+            m.story_id is None for m in mentions
+        )
+
+    members: dict[int, list[Mention]] = {}
+    for mention in current:
+        if mention.story_id is not None:
+            members.setdefault(mention.story_id, []).append(mention)
+    big = sorted(
+        ((sid, ms) for sid, ms in members.items() if len(ms) > 1),
+        key=lambda item: (-len(item[1]), min(as_utc(m.created_at) or utcnow() for m in item[1])),
+    )[:TOP_STORIES]
+    stories = (
+        {
+            story.id: story
+            for story in session.exec(
+                select(Story).where(col(Story.id).in_([sid for sid, _ in big]))
+            )
+        }
+        if big
+        else {}
+    )
+    summaries = []
+    for sid, ms in big:
+        story = stories.get(sid)
+        first = min(ms, key=lambda m: (as_utc(m.created_at) or utcnow(), m.id or 0))
+        sources: dict[str, dict[str, int]] = {}
+        for m in ms:
+            split = sources.setdefault(m.source, {})
+            label = m.sentiment_label or "unscored"
+            split[label] = split.get(label, 0) + 1
+        summaries.append(
+            StorySummary(
+                id=sid,
+                title=(story.title if story else "") or first.title or first.text[:200],
+                url=(story.url if story and story.url else first.url),
+                mentions=len(ms),
+                first_at=(as_utc(first.created_at) or utcnow()).isoformat(),
+                sources=dict(sorted(sources.items())),
+            )
+        )
+    return count(current), count(previous), summaries
 
 
 def enqueue_digest(

@@ -860,3 +860,49 @@ def validate_message(message: dict[str, Any]) -> list[str]:
     elif len(text) > MAX_MESSAGE_TEXT:
         problems.append(f"text: {len(text)} > {MAX_MESSAGE_TEXT}")
     return problems
+
+
+#: The ``block_id`` of a story's live line in its parent alert.
+STORY_BLOCK = "earshot_story"
+
+
+def story_line(mentions: int, sources: dict[str, dict[str, int]], own_source: str) -> str:
+    """``Also on Reddit, Mastodon - 4 mentions`` (plain text): the other sources of a story,
+    by name, and its mention count."""
+    others = [source_name(s) for s in sorted(sources) if s != own_source]
+    noun = "mention" if mentions == 1 else "mentions"
+    if others:
+        return f"Also on {', '.join(others)} - {mentions} {noun}"
+    return f"{mentions} {noun} of this story"
+
+
+def story_sentiment(sources: dict[str, dict[str, int]]) -> str:
+    """A story's sentiment per source: ``Hacker News: 2 negative · Reddit: 1 positive``."""
+    parts = []
+    for source in sorted(sources):
+        split = sorted(sources[source].items(), key=lambda item: (-item[1], item[0]))
+        parts.append(f"{source_name(source)}: " + ", ".join(f"{n} {label}" for label, n in split))
+    return " · ".join(parts)
+
+
+def with_story(
+    message: RenderedMessage, mentions: int, sources: dict[str, dict[str, int]], own_source: str
+) -> RenderedMessage:
+    """``message`` (an alert) with its story's live line: the count, the other sources and
+    the sentiment per source, in a context block before the buttons (replacing an earlier
+    one). Escaped and cut like every alert block."""
+    line = story_line(mentions, sources, own_source)
+    block = {
+        "type": "context",
+        "block_id": STORY_BLOCK,
+        "elements": [
+            _mrkdwn(f"🧵 *{safe(line, 500)}* (replies in the thread)"),
+            _mrkdwn(safe(story_sentiment(sources), 2000) or " "),
+        ],
+    }
+    blocks = [dict(b) for b in message.blocks if b.get("block_id") != STORY_BLOCK]
+    at = next((i for i, b in enumerate(blocks) if b.get("type") == "actions"), len(blocks))
+    blocks.insert(at, block)
+    text = message.text.split("\n🧵 ", 1)[0]
+    text = f"{text}\n🧵 {line}"[:MAX_MESSAGE_TEXT]
+    return RenderedMessage(text=text, blocks=blocks[:MAX_BLOCKS], metadata=message.metadata)

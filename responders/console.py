@@ -7,6 +7,7 @@ import threading
 from typing import TextIO
 
 from .base import Outgoing, Sent
+from .blocks import RenderedMessage
 
 
 class ConsoleChannel:
@@ -30,3 +31,11 @@ class ConsoleChannel:
             self.stream.flush()
             self.sent += 1
         return Sent(channel_id=outgoing.channel, ts=str(self.sent))
+
+    def update(self, channel_id: str, ts: str, message: RenderedMessage) -> Sent:
+        """A terminal cannot edit what it printed: say what changed (a story's count)."""
+        last = message.text.rsplit("\n", 1)[-1]
+        with self._lock:
+            self.stream.write(f"↻ {channel_id} message {ts}: {last}\n")
+            self.stream.flush()
+        return Sent(channel_id=channel_id, ts=ts)

@@ -17,14 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from earshot.listener import metrics
-from earshot.listener.models import as_utc, utcnow
+from earshot.listener import workflow as wf
+from earshot.listener.models import Delivery, as_utc, utcnow
 from earshot.listener.reach import ReachPolicy
-from earshot.listener.store import Claimed, Store
+from earshot.listener.store import KIND_STORY_UPDATE, Claimed, Store
 
 from .base import Channel, DeliveryFatal, DeliveryRetry, Outgoing
 from .blocks import render_alert, render_summary, render_text
 from .digest import FileOutgoing
 from .digest import render_row as render_digest_row
+from .interactions import current_alert
 from .wins import render_workflow
 
 logger = logging.getLogger("earshot.responders.delivery")
@@ -234,9 +236,113 @@ class DeliveryWorker:
             if wait > 0:
                 self.sleep(wait)
 
+    def _thread_root(self, key: str) -> str | None:
+        """The ``ts`` of the thread a reply to the row ``key`` goes in: ``None`` while that
+        row (or the root above it) is still pending, ``""`` when it was never posted
+        (failed: the reply goes top-level rather than nowhere)."""
+        parent = self.store.delivery_by_key(key)
+        for _ in range(3):
+            if parent is None:
+                return ""
+            if parent.status == "pending":
+                return None
+            above = (parent.payload or {}).get("storm")
+            if not above or not parent.message_ts:
+                return parent.message_ts or ""
+            upper = self.store.delivery_by_key(str(above))
+            if upper is None or upper.status != "sent" or not upper.message_ts:
+                return parent.message_ts
+            parent = upper
+        return parent.message_ts or "" if parent is not None else ""
+
+    def _update_story(self, claimed: Claimed, report: DeliveryReport) -> None:
+        """Re-render a story's parent alert with its live count (``chat.update``).
+
+        The count and sources are read now, so an update that arrives late never shows a
+        lower count than an earlier one; the workflow state is the alert's current one.
+        """
+        delivery = claimed.delivery
+        assert delivery.id is not None
+        payload = delivery.payload or {}
+        parent: Delivery | None = self.store.delivery_by_key(str(payload.get("story") or ""))
+        if parent is not None and parent.status == "pending":
+            self.store.defer(delivery.id, 1.0)
+            return
+        updater = getattr(self.channel, "update", None)
+        if (
+            parent is None
+            or parent.mention_id is None
+            or not parent.message_channel
+            or not parent.message_ts
+            or updater is None
+        ):
+            # The parent was never posted (or this channel cannot edit): nothing to update.
+            self.store.mark_sent(delivery.id, None, None)
+            return
+        mention = wf.get_mention(self.store, parent.mention_id)
+        if mention is None:
+            self.store.mark_sent(delivery.id, None, None)
+            return
+        try:
+            message = current_alert(
+                self.store,
+                mention,
+                parent.message_channel,
+                parent.message_ts,
+                key=parent.idempotency_key,
+                product=self.product,
+                interactive=self.interactive,
+                reach=self.reach,
+            )
+        except Exception as exc:
+            logger.exception("outbox %s: could not render", delivery.idempotency_key)
+            self.store.mark_failed(delivery.id, f"render: {type(exc).__name__}: {exc}")
+            report.failed += 1
+            return
+        self._pace(delivery.channel)
+        if self.stopping.is_set():
+            self.store.release([delivery.id])
+            return
+        if not self.store.renew(claimed, self.lease_seconds):
+            return
+        try:
+            sent = updater(parent.message_channel, parent.message_ts, message)
+        except DeliveryRetry as exc:
+            self._last_sent[delivery.channel] = self.clock()
+            attempts = delivery.attempts + 1
+            if exc.retry_after is None and attempts >= self.max_attempts:
+                self.store.mark_failed(delivery.id, f"gave up after {attempts} attempts: {exc}")
+                report.failed += 1
+                return
+            delay = exc.retry_after
+            if delay is None:
+                delay = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
+            # chat.update is idempotent: no lookup before the next attempt.
+            self.store.mark_retry(delivery.id, str(exc), delay)
+            report.retried += 1
+            return
+        except DeliveryFatal as exc:
+            # The parent was deleted or can no longer be edited: the replies are in its
+            # thread all the same. Only a refused token is worth a health alert.
+            logger.warning(
+                "outbox %s: cannot update the story's alert: %s", delivery.idempotency_key, exc
+            )
+            self.store.mark_failed(delivery.id, str(exc))
+            report.failed += 1
+            if exc.everywhere:
+                report.fatal_errors.append(str(exc))
+                self._report_fatal(delivery.channel, exc)
+            return
+        self._last_sent[delivery.channel] = self.clock()
+        self.store.mark_sent(delivery.id, sent.channel_id, sent.ts)
+        report.sent += 1
+
     def _deliver(self, claimed: Claimed, report: DeliveryReport) -> None:
         delivery = claimed.delivery
         assert delivery.id is not None
+        if delivery.kind == KIND_STORY_UPDATE:
+            self._update_story(claimed, report)
+            return
         # Structured fields of every log line about this row (JSON logs keep them as keys).
         fields = {
             "outbox_id": delivery.id,
@@ -252,15 +358,18 @@ class DeliveryWorker:
             self.store.mark_failed(delivery.id, f"render: {type(exc).__name__}: {exc}")
             report.failed += 1
             return
-        storm = (delivery.payload or {}).get("storm")
-        if storm:
-            parent = self.store.delivery_by_key(str(storm))
-            if parent is not None and parent.status == "pending":
-                # The storm summary goes first; its replies wait for its thread.
+        payload = delivery.payload or {}
+        # A storm summary or a story's first alert goes first; its replies wait for its
+        # thread. A story's parent may itself be a reply in a storm's thread: Slack threads
+        # are one level deep, so the story's replies go to that thread's root.
+        thread = payload.get("story") or payload.get("storm")
+        if thread:
+            root = self._thread_root(str(thread))
+            if root is None:
                 self.store.defer(delivery.id, 1.0)
                 return
-            if parent is not None and parent.message_ts:
-                outgoing = replace(outgoing, thread_ts=parent.message_ts)
+            if root:
+                outgoing = replace(outgoing, thread_ts=root)
         self._pace(delivery.channel)
         if self.stopping.is_set():
             self.store.release([delivery.id])

@@ -39,7 +39,13 @@ from earshot.listener.reach import ReachPolicy, describe
 from earshot.listener.routing import Router
 from earshot.listener.store import Store
 
-from .blocks import ACTION_SEND_TO_LEADS, RenderedMessage, escape_mrkdwn, render_alert
+from .blocks import (
+    ACTION_SEND_TO_LEADS,
+    RenderedMessage,
+    escape_mrkdwn,
+    render_alert,
+    with_story,
+)
 
 if TYPE_CHECKING:
     from .replies.slack import ReplyConfig
@@ -208,13 +214,15 @@ def outcome_message(
     product: str = "",
     moved: bool = False,
     reach: ReachPolicy | None = None,
+    interactive: bool = True,
 ) -> RenderedMessage:
     """The alert re-rendered with its audit trail; buttons only while it is still open.
 
     Once closed (handled, approved...) only the link to the post stays; so too on an alert
-    a correction ``moved`` to another channel (the buttons are on the new alert there).
+    a correction ``moved`` to another channel (the buttons are on the new alert there), and
+    on every alert of a deployment without ``interactive`` buttons.
     """
-    open_ = mention.status in wf.OPEN and not moved
+    open_ = interactive and mention.status in wf.OPEN and not moved
     base = render_alert(mention, interactive=open_, product=product, reach=reach)
     blocks = [dict(b) for b in base.blocks]
     shown = [e for e in trail if e.action in _LINES][-10:]
@@ -322,7 +330,63 @@ def _updated(
     message = outcome_message(
         mention, trail, product=config.product, moved=moved, reach=config.reach
     )
-    return message, channel, ts
+    return _with_story(store, mention, channel, ts, message), channel, ts
+
+
+def _with_story(
+    store: Store,
+    mention: Mention,
+    channel: str | None,
+    ts: str | None,
+    message: RenderedMessage,
+) -> RenderedMessage:
+    """``message`` with its story's live line when the alert at ``channel``/``ts`` is the
+    parent of a story of more than one mention (a click must not drop the count)."""
+    if mention.story_id is None or mention.id is None or not ts:
+        return message
+    alert = next(
+        (
+            a
+            for a in wf.alert_messages(store, mention.id)
+            if (a.message_channel, a.ts) == (channel, ts)
+        ),
+        None,
+    )
+    row = store.delivery_by_key(alert.key) if alert is not None else None
+    if row is None or (row.payload or {}).get("story"):
+        return message  # a reply in a story's thread, not its parent
+    count, sources = store.story_sources(mention.story_id)
+    if count < 2:
+        return message
+    return with_story(message, count, sources, mention.source)
+
+
+def current_alert(
+    store: Store,
+    mention: Mention,
+    channel: str,
+    ts: str,
+    *,
+    key: str,
+    product: str = "",
+    interactive: bool = True,
+    reach: ReachPolicy | None = None,
+) -> RenderedMessage:
+    """The alert at ``channel``/``ts`` as it stands now, for a ``chat.update`` that is not a
+    click (a story's live count): the workflow state and trail as a click renders them (no
+    buttons once handled), the story line, and the alert's metadata with its ``key``."""
+    assert mention.id is not None
+    _channel, _ts, moved = _target(store, mention.id, (channel, ts))
+    trail = wf.events(store, mention.id)
+    message = outcome_message(
+        mention, trail, product=product, moved=moved, interactive=interactive, reach=reach
+    )
+    message = _with_story(store, mention, channel, ts, message)
+    metadata = {
+        "event_type": "earshot_alert",
+        "event_payload": {"mention_id": mention.id, "key": key},
+    }
+    return RenderedMessage(text=message.text, blocks=message.blocks, metadata=metadata)
 
 
 # -- block actions -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from .base import DeliveryFatal, DeliveryRetry, Outgoing, Sent
+from .blocks import RenderedMessage
 
 logger = logging.getLogger("earshot.responders.slack")
 
@@ -118,6 +119,27 @@ class SlackChannel:
             ) from exc
         data = response.data if isinstance(response.data, dict) else {}
         return Sent(channel_id=data.get("channel"), ts=data.get("ts"))
+
+    def update(self, channel_id: str, ts: str, message: RenderedMessage) -> Sent:
+        """Replace the message at ``channel_id``/``ts`` (``chat.update``; a story's live
+        count). Slack's errors are sorted as for a post; ``message_not_found`` and
+        ``cant_update_message`` are permanent."""
+        kwargs: dict[str, Any] = {
+            "channel": channel_id,
+            "ts": ts,
+            "text": message.text,
+            "blocks": message.blocks,
+        }
+        if message.metadata:
+            kwargs["metadata"] = message.metadata
+        try:
+            response = self.client.chat_update(**kwargs)
+        except SlackApiError as exc:
+            raise classify_slack_error(exc) from exc
+        except (SlackClientError, OSError) as exc:
+            raise DeliveryRetry(f"slack: {type(exc).__name__}: {exc}") from exc
+        data = response.data if isinstance(response.data, dict) else {}
+        return Sent(channel_id=data.get("channel") or channel_id, ts=data.get("ts") or ts)
 
     def _channel_id(self, name: str) -> str | None:
         if _CHANNEL_ID.match(name):

@@ -11,7 +11,8 @@ the channel's id (whatever name was posted to) and the ``ts``; ``conversations.h
 holds parent messages only (thread replies are not in it), ``conversations.replies``
 returns the parent first and then the thread; both paginate with ``cursor`` and return
 message metadata only with ``include_all_metadata``; ``chat.update`` of a message it never
-posted is refused with ``message_not_found``.
+posted (or posted in another channel) is refused with ``message_not_found``, of a person's
+message with ``cant_update_message``, and an accepted one changes the stored message.
 """
 
 from __future__ import annotations
@@ -215,13 +216,17 @@ class FakeSlack:
                 for key in ("blocks", "view"):
                     if isinstance(params.get(key), str):
                         params[key] = json.loads(params[key])
-                if method == "chat.update" and not any(
-                    m["channel_id"] == self.channel_id(str(params.get("channel") or ""))
-                    and m["ts"] == params.get("ts")
-                    for m in self.messages
-                ):
-                    body = {"ok": False, "error": "message_not_found"}
-                    return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+                edited = None
+                if method == "chat.update":
+                    # As in Slack: the message must exist in that very channel, and only
+                    # the bot's own messages can be edited by its token.
+                    edited = self._message(
+                        self.channel_id(str(params.get("channel") or "")), str(params.get("ts"))
+                    )
+                    if edited is None:
+                        return _error("message_not_found")
+                    if edited.get("user"):
+                        return _error("cant_update_message")
                 if method == "chat.update" and self.update_error:
                     error, self.update_error = self.update_error, None
                     return (
@@ -230,6 +235,14 @@ class FakeSlack:
                         json.dumps({"ok": False, "error": error}).encode(),
                     )
                 records.append(params)
+                if edited is not None:
+                    for key in ("text", "blocks", "metadata"):
+                        if key in params:
+                            value = params[key]
+                            if key == "metadata" and isinstance(value, str):
+                                value = json.loads(value)
+                            edited[key] = value
+                    edited["edited"] = {"user": "UBOT", "ts": f"{time.time():.6f}"}
                 channel = params.get("channel")
                 if method == "chat.update":  # Slack answers with the channel's id
                     channel = self.channel_id(str(channel or ""))
@@ -308,6 +321,11 @@ class FakeSlack:
                 event.set()
                 self._watches.remove((count, event))
         return message
+
+    def post_as_user(self, channel: str, text: str, user: str = "U0PERSON") -> str:
+        """A message a person posted (the bot cannot edit it: ``cant_update_message``)."""
+        with self._lock:
+            return str(self._post({"channel": channel, "text": text, "user": user})["ts"])
 
     def _message(self, channel_id: str, ts: str) -> dict[str, Any] | None:
         return next(

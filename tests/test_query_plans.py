@@ -3,7 +3,8 @@ whole.
 
 The statements are not listed by hand: a ``before_cursor_execute`` hook records the SQL
 that earshot really sends while it polls a source (twice, with an overlap and a storm),
-drains the outbox to the loopback fake Slack, handles clicks from the real Slack payloads
+drains the outbox to the loopback fake Slack (stories included: a shared link and a copied
+complaint, threaded, with their live-count updates), handles clicks from the real Slack payloads
 (Handled, "Wrong sentiment" with its re-route, "Not relevant"), and runs its scheduler
 jobs (digests, spikes, sentiment shifts, SLA escalation, the model and query refreshes, the
 gauges). Each recorded statement is then planned with ``EXPLAIN QUERY PLAN`` on SQLite
@@ -119,9 +120,34 @@ def make_app(slack: FakeSlack, database_url: str) -> Earshot:
     return app
 
 
+#: Different complaints (a storm of them), but for the last, a copy of the eighth (which
+#: the first poll stores, the second copies).
+COMPLAINTS = [
+    "Checkout is broken again, terrible, I want a refund",
+    "The checkout page times out every single time I try to pay, awful",
+    "Checkout rejected my card twice and charged me anyway, worst experience",
+    "Cannot finish checkout on mobile, the button does nothing, so frustrating",
+    "Checkout lost my cart after I logged in, terrible",
+    "Your checkout asks for my address four times, this is broken",
+    "Checkout crashed and now I have two orders, I want my money back",
+    "Checkout keeps failing for every customer in our office today and support is silent",
+    "Checkout says my coupon is invalid although it is not, very annoying and bad",
+    "The checkout flow breaks whenever I switch tabs, hate it",
+    "Stuck on the checkout spinner for ten minutes, horrible service",
+    "Anyone else? Checkout keeps failing for every customer in our office today and support "
+    "is silent",
+]
+#: Two of the complaints link to one article: one story by its link.
+STORY_LINK = "https://status.acme.example/incidents/42?utm_source=hn"
+
+
 def poll_and_drain(app: Earshot, start: int, count: int) -> None:
-    titles = "Checkout is broken again ({i}), terrible, I want a refund"
-    items = hn_hits(70_000, start, count, titles)
+    items = hn_hits(70_000, start, count, "{i}")
+    for hit in items:
+        index = int(hit["title"])
+        hit["title"] = COMPLAINTS[index % len(COMPLAINTS)]
+        if index in (2, 5):
+            hit["url"] = STORY_LINK
     items += hn_hits(80_000, start, 2, "Acme checkout is fine, nothing special ({i})")
     with respx.mock(assert_all_called=False) as router:
         router.route(host="127.0.0.1").pass_through()
@@ -304,6 +330,11 @@ def test_no_query_of_the_hot_path_reads_mentions_or_outbox_whole(
     statements = {s: p for s, p in recorded.statements.items() if planned(s)}
     touching = [s for s in statements if re.search(r"\b(mentions|outbox)\b", s)]
     assert len(touching) >= 20, sorted(touching)  # the flow above really ran
+    # Stories ran too: keys looked up, a copy compared with its story's first mention, a
+    # parent alert found for a reply.
+    assert any("story_keys" in s and s.lstrip().startswith("SELECT") for s in statements)
+    assert any("mentions.story_id = " in s and "LIMIT" in s for s in statements)
+    assert any("JOIN mentions" in s and "story_id" in s for s in statements)
     problems: list[str] = []
     with app.store.engine.connect() as conn:
         if app.store.dialect == "postgresql":

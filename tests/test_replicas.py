@@ -59,6 +59,10 @@ min_interval = 0
 [http]
 enabled = false
 
+# The alerts are copies of one text (one story, threaded, no storm); here each stands alone.
+[stories]
+near_duplicate = false
+
 [[sources]]
 type = "hackernews"
 base_url = "{api.base_url}"
