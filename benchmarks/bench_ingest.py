@@ -31,6 +31,10 @@ stored exactly once.
 ``--vader-classifier`` adds a run with ``sentiment.classifier = "vader"``, which separates
 the classifier's share from the pipeline's.
 
+``--grouping`` measures what grouping mentions into stories costs (issue 18): interleaved
+pairs of earshot runs with ``[stories] enabled = false`` then ``true`` (each on a new
+database), the overhead in percent per pair, min and median, by wall and CPU time.
+
 ``--profile FILE`` writes a pyinstrument profile (HTML, or text for ``.txt``) of one
 SQLite earshot run.
 """
@@ -167,11 +171,14 @@ def make_feed(total: int, seed: int = 10) -> Feed:
     return feed
 
 
-def make_app(database: str, feed: Feed, classifier: str = "experience") -> Earshot:
+def make_app(
+    database: str, feed: Feed, classifier: str = "experience", stories: bool = True
+) -> Earshot:
     settings = parse_settings(
         {
             "product": {"name": "Acme", "queries": QUERIES},
             "sentiment": {"classifier": classifier},
+            "stories": {"enabled": stories},
             "sources": [
                 {"type": "hackernews", "base_url": HN, "backfill": "30d"},
                 {
@@ -204,9 +211,11 @@ class Run:
     queued: int
 
 
-def earshot_run(database: str, feed: Feed, classifier: str = "experience") -> Run:
+def earshot_run(
+    database: str, feed: Feed, classifier: str = "experience", stories: bool = True
+) -> Run:
     """Poll every round through the pipeline; the polls only are timed."""
-    app = make_app(database, feed, classifier)
+    app = make_app(database, feed, classifier, stories)
     stored = duplicates = queued = 0
     try:
         feed.current = 0
@@ -293,6 +302,67 @@ def pin_to_one_core() -> str:
     return "not pinned (no sched_setaffinity)"
 
 
+def grouping_cost(args: argparse.Namespace) -> int:
+    """Pairs of earshot runs, grouping off then on, each on a new database: the overhead."""
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("earshot").setLevel(logging.WARNING)
+    total = args.mentions or (2_000 if args.quick else 10_000)
+    repeats = max(3, args.repeats or 3)
+    header("Story grouping's cost on ingest: [stories] off vs on", args.quick)
+    where = pin_to_one_core()
+    feed = make_feed(total)
+    print(
+        f"# {len(feed.texts):,} distinct mentions; {repeats} interleaved pairs (off, then on, "
+        f"each on a new database) per database; {where}"
+    )
+    ok = True
+    rows: list[list[object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        databases: list[tuple[str, Callable[[int, str], AbstractContextManager[str | None]]]]
+
+        @contextmanager
+        def sqlite(n: int, tag: str) -> Iterator[str | None]:
+            yield sqlite_url(tmp, f"g{tag}{n}.db")
+
+        databases = [("SQLite", sqlite)]
+        if not args.no_postgres:
+            databases.append(("PostgreSQL", lambda _n, _tag: postgres_schema()))
+        for name, database in databases:
+            off: list[Run] = []
+            on: list[Run] = []
+            for n in range(repeats):
+                for grouped, runs in ((False, off), (True, on)):
+                    with database(n, "on" if grouped else "off") as url:
+                        if url is None:
+                            break
+                        runs.append(earshot_run(url, feed, stories=grouped))
+            if not on or len(on) != len(off):
+                continue
+            ok = ok and all(r.stored == len(feed.texts) for r in off + on)
+            for clock in ("wall", "cpu"):
+                overhead = [
+                    100.0 * (getattr(b.timed, clock) / getattr(a.timed, clock) - 1.0)
+                    for a, b in zip(off, on, strict=True)
+                ]
+                rows.append(
+                    [
+                        name,
+                        clock,
+                        min_median([1e3 * getattr(r.timed, clock) / r.stored for r in off]),
+                        min_median([1e3 * getattr(r.timed, clock) / r.stored for r in on]),
+                        min_median(overhead),
+                        max(r.queued for r in on) - max(r.queued for r in off),
+                    ]
+                )
+    print(
+        table(
+            ["database", "clock", "off ms/mention", "on ms/mention", "overhead %", "extra rows"],
+            rows,
+        )
+    )
+    return 0 if ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 mentions")
@@ -305,7 +375,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also run earshot with sentiment.classifier = vader (the pipeline's own share)",
     )
     parser.add_argument("--profile", help="write a pyinstrument profile of one SQLite run")
+    parser.add_argument(
+        "--grouping",
+        action="store_true",
+        help="only measure what story grouping costs: pairs of runs with it off, then on",
+    )
     args = parser.parse_args(argv)
+    if args.grouping:
+        return grouping_cost(args)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("earshot").setLevel(logging.WARNING)
     total = args.mentions or (2_000 if args.quick else 10_000)

@@ -285,6 +285,8 @@ class Payloads:
             hit["title"] = text[:200]
             hit["story_text"] = html.escape(text) if len(text) > 200 else ""
             hit["_highlightResult"]["title"]["value"] = html.escape(text[:200])
+            # Each story links to an article of its own (one shared link would be one story).
+            hit["url"] = f"{self.hn_story['url']}?n={n}"
         else:
             hit = copy.deepcopy(self.hn_comment)
             hit["comment_text"] = html.escape(text).replace("\n", "<p>")

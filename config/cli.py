@@ -666,6 +666,7 @@ def report(
 
     from earshot.listener.digest import Period, build_digest, response_times
     from earshot.listener.models import utcnow
+    from earshot.responders.blocks import story_sentiment
     from earshot.responders.digest import chart_png
 
     from .settings import parse_duration
@@ -708,6 +709,11 @@ def report(
         f"[bold]{digest.total} mentions[/bold] since {period.start:%Y-%m-%d %H:%M} UTC, "
         f"{digest.change:+d}{pct} vs the {since} before"
         + (f"; {digest.filtered} filtered as spam or off-topic" if digest.filtered else "")
+    )
+    story_change = digest.story_count - digest.previous_story_count
+    console.print(
+        f"in [bold]{digest.story_count} stories[/bold] (one link or one complaint across "
+        f"sources), {story_change:+d} vs the {since} before"
     )
     counts = Table(title="By sentiment")
     for column in ("sentiment", "now", "before", "change"):
@@ -766,6 +772,16 @@ def report(
             score = f"{item.score:+.2f}" if item.score is not None else ""
             table.add_row(score, item.source, item.title[:80], item.reach_figures, item.url)
         show(table)
+    stories = Table(title="Biggest stories")
+    for column in ("mentions", "sentiment per source", "title", "link"):
+        stories.add_column(
+            column, overflow="fold", justify="right" if column == "mentions" else "left"
+        )
+    for story in digest.stories:
+        stories.add_row(
+            str(story.mentions), story_sentiment(story.sources), story.title[:80], story.url
+        )
+    show(stories, "none (no link or complaint seen on more than one mention)")
     rt = Table(title="Response times (alert to Handled)")
     for column in ("channel", "handled", "median", "p90"):
         rt.add_column(column, justify="left" if column == "channel" else "right")

@@ -29,12 +29,12 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from earshot.listener.digest import KIND_CHART, KIND_DIGEST, DayCount, Digest, Item, ReplyItem
-from earshot.listener.insight import Theme, Voice
+from earshot.listener.insight import StorySummary, Theme, Voice
 from earshot.listener.models import Delivery
 from earshot.listener.spikes import KIND_SHIFT, KIND_SPIKE
 
 from .base import DeliveryRetry, Outgoing, Sent
-from .blocks import RenderedMessage, one_line, safe, source_name, truncate
+from .blocks import RenderedMessage, one_line, safe, source_name, story_sentiment, truncate
 from .slack import classify_slack_error
 
 logger = logging.getLogger("earshot.responders.digest")
@@ -104,6 +104,28 @@ def _item_line(item: Item, width: int = 140, *, reach: bool = False) -> str:
     shown = one_line(item.reach_figures) if reach else ""
     figures = f" · {safe(shown, 120)}" if shown else ""
     return f"{dot} {text} · {safe(where, 40)}{stars}{score}{figures}"
+
+
+def stories_line(digest: Digest) -> str:
+    """``12 stories (+3 vs the previous period)``: mentions grouped into stories."""
+    change = digest.story_count - digest.previous_story_count
+    noun = "story" if digest.story_count == 1 else "stories"
+    return f"{digest.story_count} {noun} ({change:+d} vs the previous period)"
+
+
+def story_summary(story: StorySummary) -> str:
+    """One story in plain text: its mentions, its sentiment per source, its title and link."""
+    return (
+        f"{story.mentions} mentions · {story_sentiment(story.sources)} · "
+        f"{one_line(story.title)[:100]} {story.url}"
+    ).rstrip()
+
+
+def _story_line(story: StorySummary, width: int = 120) -> str:
+    label = safe(one_line(story.title) or "(no title)", width)
+    url = link_url(story.url)
+    text = f"<{url}|{label}>" if url else label
+    return f"🧵 {text} · {story.mentions} mentions · {safe(story_sentiment(story.sources), 400)}"
 
 
 def _person(user_id: str | None, name: str = "") -> str:
@@ -260,6 +282,8 @@ def render_digest(digest: Digest) -> RenderedMessage:
         f"{safe(source_name(s), 40)} {n}" for s, n in sorted(digest.by_source.items())
     )
     summary = f"*{digest.total} mentions*, {_change(digest)}"
+    if digest.story_count:
+        summary += f"\nin {stories_line(digest)}"
     if digest.filtered:
         summary += f"\n{_filtered(digest.filtered)}"
     fields = [
@@ -302,6 +326,15 @@ def render_digest(digest: Digest) -> RenderedMessage:
                 f"*Probably unrelated ({digest.unrelated_total}), held instead of alerted*",
                 [_item_line(i) for i in digest.unrelated],
                 digest.unrelated_total - len(digest.unrelated),
+            )
+        )
+    if digest.stories:
+        blocks.append(
+            _lines_section(
+                "digest_stories",
+                "*Biggest stories* (one link or one complaint across sources)",
+                [_story_line(story) for story in digest.stories],
+                0,
             )
         )
     if digest.top_negative:
@@ -362,10 +395,14 @@ def digest_text(digest: Digest) -> str:
         f"{_TITLES.get(digest.kind, 'Digest')} · {digest.channel}",
         f"{digest.start} – {digest.end} ({digest.timezone})",
         f"{digest.total} mentions, {_change(digest)}",
+        *([f"in {stories_line(digest)}"] if digest.story_count else []),
         *([_filtered(digest.filtered)] if digest.filtered else []),
         "by sentiment: " + ", ".join(f"{k} {v}" for k, v in sorted(digest.by_sentiment.items())),
         "by source: " + ", ".join(f"{k} {v}" for k, v in sorted(digest.by_source.items())),
     ]
+    if digest.stories:
+        lines.append("biggest stories:")
+        lines += [f"  - {story_summary(story)}" for story in digest.stories]
     if digest.voices:
         lines.append("share of voice:")
         lines += [f"  - {voice_line(v)}" for v in digest.voices]

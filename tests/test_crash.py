@@ -9,14 +9,18 @@ thread (conversations.replies) for a storm reply, as real Slack keeps them.
 
 Storms are on: every trial brings new Hacker News hits for the query, past the storm
 threshold, so most alerts are replies in a storm thread; App Store reviews (no query, no
-storm) keep top-level alerts in the mix. Two worlds, each with its own fakes, run their
-trials side by side: one process on SQLite, and two replicas on the real PostgreSQL killed
-independently (a replica's leased rows are taken over by the other, or by the next trial).
+storm) keep top-level alerts in the mix. Stories too: every fourth hit links to one of a
+few incident pages (four hits each, with their own tracking parameters), so each story is
+one parent and its replies, and the parent's count is edited in place (chat.update). Two
+worlds, each with its own fakes, run their trials side by side: one process on SQLite, and
+two replicas on the real PostgreSQL killed independently (a replica's leased rows are
+taken over by the other, or by the next trial).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib
 import os
 import random
@@ -54,6 +58,36 @@ def review(template: dict[str, Any], number: int) -> dict[str, Any]:
     when = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=number)
     entry["updated"]["label"] = when.isoformat()
     return entry
+
+
+#: Words that make each Hacker News complaint a different text (no two are near-duplicates).
+WORDS = [
+    *["login", "checkout", "search", "export", "upload", "billing", "sync", "invoice"],
+    *["profile", "settings", "dashboard", "calendar", "payment", "backup", "import"],
+    *["sharing", "widget", "report", "mobile", "desktop", "tablet", "android", "iphone"],
+    *["browser", "cart", "account", "password", "email", "filter", "chart", "editor"],
+    *["preview", "printing", "camera", "folder", "tagging", "history", "archive", "inbox"],
+]
+
+
+def complaint(index: int) -> str:
+    """Hit ``index``'s title: a complaint of its own (different words in eight places)."""
+    n = len(WORDS)
+    picks = [WORDS[index % n], WORDS[(index // n) % n]]
+    picks += [
+        WORDS[int(hashlib.sha1(f"{index}:{k}".encode()).hexdigest(), 16) % n] for k in range(6)
+    ]
+    a, b, c, d, e, f, g, h = picks
+    return f"Acme {a} {b} {c} crashes {d} {e} {f} {g} {h}, terrible, I want a refund"
+
+
+def story_of(index: int) -> int | None:
+    """Which story hit ``index`` belongs to: every fourth hit from the eighth on links to
+    one of the stories (four hits each), past the storm's threshold so that the stories'
+    parents are storm replies and their replies join the storm's thread."""
+    if index < 8 or index % 4:
+        return None
+    return index // 16
 
 
 @dataclass
@@ -119,8 +153,13 @@ def world(name: str, database: str, replicas: list[str], tmp: Path) -> World:
         return json_answer({"feed": {**feed["feed"], "entry": entries}})
 
     def search(path: str, params: dict[str, str]) -> Any:
-        title = "Acme app {i} crashes all the time, terrible and awful, I want a refund"
-        items = hn_hits(70_000_000, 0, visible["count"], title)
+        items = hn_hits(70_000_000, 0, visible["count"], "{i}")
+        for hit in items:
+            index = int(hit["title"])
+            hit["title"] = complaint(index)
+            story = story_of(index)
+            if story is not None:
+                hit["url"] = f"https://status.acme.example/incident/{story}?utm_source=hn{index}"
         per, page = int(params.get("hitsPerPage", 100)), int(params.get("page", 0))
         pages = (len(items) + per - 1) // per
         chunk = items[page * per : (page + 1) * per]
@@ -233,6 +272,9 @@ def check(w: World) -> dict[str, int]:
     store.engine.dispose()
     assert len(mentions) == 2 * w.visible["count"], w.name  # every item stored once
     assert rows and all(r.status == "sent" for r in rows), Counter(r.status for r in rows)
+    # A story's live count is an edit of its parent (chat.update), not a post.
+    updates = [r for r in rows if r.kind == "story_update"]
+    rows = [r for r in rows if r.kind != "story_update"]
     assert {r.idempotency_key for r in rows} == set(posted)
     # What the safe routing alerts: complaints (by label or intent), unscored, praise; no
     # spam, and nothing probably unrelated (the config has no digest: stored only).
@@ -257,10 +299,37 @@ def check(w: World) -> dict[str, int]:
     by_id = {m.id: m for m in mentions}
     storming = [r for r in alerts if by_id[r.mention_id].source == "hackernews"]
     assert len(replies) == len(storming) - STORM_THRESHOLD, w.name
+    # Each story: one parent and every other member a reply naming it; the parent in Slack
+    # shows the story's final count.
+    members: dict[int, list[Delivery]] = {}
+    for row in alerts:
+        mention = by_id[row.mention_id]
+        if mention.story_id is not None:
+            members.setdefault(mention.story_id, []).append(row)
+    stories = {sid: rs for sid, rs in members.items() if len(rs) > 1}
+    planted = Counter(
+        story_of(int(m.external_id) - 70_000_000) for m in mentions if m.source == "hackernews"
+    )
+    planted.pop(None, None)
+    assert len(stories) == len(planted) > 0, (w.name, len(stories), planted)
+    messages = {m["metadata"]["event_payload"]["key"]: m for m in w.slack.messages}
+    for story_rows in stories.values():
+        parents = [r for r in story_rows if "story" not in r.payload]
+        assert len(parents) == 1, w.name
+        parent = parents[0]
+        assert all(
+            r.payload["story"] == parent.idempotency_key for r in story_rows if r is not parent
+        )
+        shown = str(messages[parent.idempotency_key]["blocks"])
+        assert f"{len(story_rows)} mentions" in shown, (w.name, shown)
+    assert updates, w.name
     lookups = Counter(method for method, _ in w.slack.requests)
     return {
         "alerts": len(alerts),
         "replies": len(replies),
+        "stories": len(stories),
+        "story members": sum(len(rs) for rs in stories.values()),
+        "story updates": len(updates),
         "history lookups": lookups["conversations.history"],
         "thread lookups": lookups["conversations.replies"],
     }

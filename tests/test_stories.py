@@ -305,3 +305,69 @@ def test_false_merges_stay_apart(slack: FakeSlack, database_url: str) -> None:
         assert not slack.updates
     finally:
         app.close()
+
+
+def test_a_late_update_never_lowers_the_count(slack: FakeSlack, database_url: str) -> None:
+    app = make_app(slack, database_url)
+    try:
+        ingest(app, [hn(app, "9001", "Acme outage postmortem: what went wrong", HN_LINK)])
+        app.worker.drain(timeout=30)
+        # Two more members in two polls: updates for 2 and for 3 queued, none sent yet.
+        ingest(app, [reddit(app, "x1", "Acme explains yesterday's outage", REDDIT_LINK)])
+        ingest(
+            app, [mastodon(app, "1101", "<p>Read this about the Acme outage</p>", MASTODON_LINK)]
+        )
+        keys = sorted(r.idempotency_key for r in _rows(app) if r.kind == "story_update")
+        assert [k.rsplit(":", 1)[1] for k in keys] == ["2", "3"]
+        app.worker.drain(timeout=30)
+        assert len(slack.updates) == 2
+        # Whatever order they ran in, each shows the count as it was when it was sent.
+        assert all("3 mentions" in json.dumps(u["blocks"]) for u in slack.updates)
+        assert "3 mentions" in story_text(alerts(slack)[0])
+    finally:
+        app.close()
+
+
+def test_slack_refusing_the_edit_fails_the_update_only(slack: FakeSlack, database_url: str) -> None:
+    app = make_app(slack, database_url)
+    try:
+        ingest(app, [hn(app, "9001", "Acme outage postmortem: what went wrong", HN_LINK)])
+        app.worker.drain(timeout=30)
+        slack.update_error = "cant_update_message"
+        ingest(app, [reddit(app, "x1", "Acme explains yesterday's outage", REDDIT_LINK)])
+        app.worker.drain(timeout=30)
+        rows = {r.kind: r for r in _rows(app) if r.payload.get("story")}
+        assert rows["alert"].status == "sent"  # the reply is in the thread all the same
+        assert rows["story_update"].status == "failed"
+        assert "cant_update_message" in (rows["story_update"].last_error or "")
+        assert not [r for r in _rows(app) if r.kind == "health"]  # not a channel problem
+    finally:
+        app.close()
+
+
+def test_fake_slack_refuses_edits_slack_refuses(slack: FakeSlack) -> None:
+    from slack_sdk import WebClient
+
+    from earshot.responders.base import DeliveryFatal
+    from earshot.responders.blocks import RenderedMessage
+    from earshot.responders.slack import SlackChannel
+
+    channel = SlackChannel(WebClient(token="xoxb-test", base_url=slack.api_url))
+    message = RenderedMessage(text="hello", blocks=[], metadata=None)
+    sent = channel.send(
+        __import__("earshot.responders.base", fromlist=["Outgoing"]).Outgoing(
+            "#cx-alerts", message, "hello", "k1"
+        )
+    )
+    assert sent.channel_id and sent.ts
+    person = slack.post_as_user("#cx-alerts", "a person's message")
+    for channel_id, ts, error in (
+        (sent.channel_id, "1.000001", "message_not_found"),  # no such message
+        ("C0OTHER01", sent.ts, "message_not_found"),  # not in that channel
+        (sent.channel_id, person, "cant_update_message"),  # not the bot's
+    ):
+        with pytest.raises(DeliveryFatal, match=error):
+            channel.update(channel_id, ts, RenderedMessage("edited", [], None))
+    changed = channel.update(sent.channel_id, sent.ts, RenderedMessage("edited", [], None))
+    assert changed.ts == sent.ts
+    assert slack.messages[0]["text"] == "edited"

@@ -4,8 +4,10 @@ the real PostgreSQL (two replicas racing included)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -155,3 +157,67 @@ def test_two_replicas_starting_one_story_at_once_make_one(database_url: str) -> 
     assert len(found) == 1 and found[0].mention_count == 2
     for s in stores:
         s.engine.dispose()
+
+
+def test_digests_and_the_report_count_stories(store: Store, tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from earshot.config.cli import app
+    from earshot.listener.digest import Period, build_digest
+    from earshot.responders.digest import digest_text, render_digest
+
+    now = datetime.now(UTC)
+    week = [
+        mention("1", link=LINK, title="Acme launches"),
+        mention("2", "reddit", link=LINK, title="Acme launched"),
+        mention("3", "mastodon", link=LINK, text="Acme launch is out"),
+        mention("4", "reddit", text=COMPLAINT),
+        mention("5", "mastodon", text="Acme " + COMPLAINT),
+        mention("6", text="Short one"),
+    ]
+    for m in week:
+        m.created_at = now - timedelta(hours=1)
+    week[1].sentiment_label = "positive"
+    before = [mention("7", link="https://example.com/other/post"), mention("8", text="Hi")]
+    for m in before:
+        m.created_at = now - timedelta(days=8)
+    store.ingest("x", week + before, None, alert, stories=OPTIONS)
+    period = Period("weekly", "#alerts", now - timedelta(days=7), now + timedelta(minutes=1))
+    digest = build_digest(store, period)
+    assert (digest.total, digest.story_count, digest.previous_story_count) == (6, 3, 2)
+    big, copied = digest.stories
+    assert (big.mentions, big.url, big.title) == (
+        3,
+        "https://example.com/blog/launch",
+        "Acme launches",
+    )
+    assert big.sources == {
+        "hackernews": {"negative": 1},
+        "mastodon": {"negative": 1},
+        "reddit": {"positive": 1},
+    }
+    assert copied.mentions == 2 and copied.url == "https://reddit.test/4"
+    text = digest_text(digest)
+    assert "in 3 stories (+1 vs the previous period)" in text
+    assert (
+        "3 mentions · Hacker News: 1 negative · Mastodon: 1 negative · Reddit: 1 positive" in text
+    )
+    blocks = json.dumps(render_digest(digest).blocks)
+    assert "Biggest stories" in blocks and "3 stories" in blocks
+    # earshot report, on the same database (SQLite only: the CLI's storage path).
+    if store.dialect == "sqlite":
+        config = tmp_path / "earshot.toml"
+        db = store.engine.url.database
+        config.write_text(
+            '[product]\nname = "Acme"\nqueries = ["acme"]\n'
+            f'[storage]\npath = "{db}"\n'
+            '[[sources]]\ntype = "reddit"\nsubreddits = ["acme"]\n'
+        )
+        result = CliRunner().invoke(
+            app,
+            ["report", "--config", str(config), "--since", "7d"],
+            env={"COLUMNS": "200", "DATABASE_URL": ""},
+        )
+        assert result.exit_code == 0, result.output
+        assert "in 3 stories" in result.output and "Biggest stories" in result.output
+        assert "Hacker News: 1 negative" in result.output
