@@ -93,7 +93,7 @@ header p { margin: 0; color: #5a6273; }
 section { background: #fff; border: 1px solid #e1e4ea; border-radius: 10px;
   padding: 16px 20px; margin-top: 18px; }
 section h2 { margin: 0 0 10px; font-size: 17px; }
-.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(180px, 1fr));
+.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr));
   gap: 12px; }
 .figure { background: #f8f9fb; border: 1px solid #e6e8ee; border-radius: 8px;
   padding: 10px 14px; }

@@ -5,12 +5,13 @@ Chromium shows it.
 
 The synthetic month (tests/synthmonth.py: real payload shapes and texts, fixed seed,
 planted themes, a competitor query tagged "competitor"; here one mention in 45 marked spam)
-is stored in an in-memory SQLite through the real Store and routing; the alerts are marked
-sent, all but the last day's handled, and three replies recorded. Its last week is summed
-by ``build_digest`` as `earshot report` does (themes, share of voice) and rendered by
-``render_report_html``; the page is opened in Chromium (tests/browser.py: no network) once
-to measure its height and once more to take the whole page (saved with a 256-colour
-palette). Needs the Debian package ``chromium``.
+is stored in an in-memory SQLite through the real Store (grouping stories, as a poll does:
+its reused background texts make copied-text stories) and routing;
+the alerts are marked sent, all but the last day's handled, and three replies recorded.
+Its last week is summed by ``build_digest`` as `earshot report` does (stories, themes,
+share of voice) and rendered by ``render_report_html``; the page is opened in Chromium
+(tests/browser.py: no network) once to measure its height and once more to take the whole
+page (saved with a 256-colour palette). Needs the Debian package ``chromium``.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from earshot.listener.digest import Period, build_digest, response_times  # noqa
 from earshot.listener.models import Delivery, Mention, Reply  # noqa: E402
 from earshot.listener.routing import Router  # noqa: E402
 from earshot.listener.store import Store  # noqa: E402
+from earshot.listener.stories import StoryOptions  # noqa: E402
 from earshot.responders.report_html import render_report_html  # noqa: E402
 from tests.browser import open_page  # noqa: E402
 from tests.synthmonth import MONTH_START, TAGS, WEEKS, build_month  # noqa: E402
-from tests.synthweek import store_all  # noqa: E402
 
 ALERTS, WINS = "#cx-alerts", "#cx-wins"
 #: The report is made at the end of the synthetic month (a Monday), over its last week.
@@ -44,15 +45,17 @@ END = MONTH_START + timedelta(days=7 * WEEKS)
 
 
 def synthetic_store() -> Store:
-    """The synthetic month (one mention in 45 spam), alerts sent 5 minutes after each post
-    and handled but for the last day's, 3 replies."""
+    """The synthetic month (one mention in 45 spam) stored with story grouping on, alerts
+    sent 5 minutes after each post and handled but for the last day's, 3 replies."""
     store = Store.from_url("sqlite://")
     store.create_schema()
     mentions = build_month().mentions
     for n, m in enumerate(mentions):
         if n % 45 == 0:
             m.intents = ["spam"]  # stored, never alerted: counted as filtered
-    store_all(store, mentions, Router(ALERTS, WINS).routes)
+    route = Router(ALERTS, WINS).routes
+    for start in range(0, len(mentions), 400):
+        store.ingest(None, mentions[start : start + 400], None, route, stories=StoryOptions())
     outbox = SQLModel.metadata.tables["outbox"]
     table = SQLModel.metadata.tables["mentions"]
     with Session(store.engine) as session:
