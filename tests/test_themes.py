@@ -3,9 +3,10 @@ planted themes, a competitor's steady volume).
 
 Themes are scored against the planted labels with the adjusted Rand index (ARI) and purity
 over the planted mentions, and a shuffled assignment is scored the same way, so the floor
-means something. Measured on the fixed seed (this code, 2026-12-02): ARI 1.00, 0.81, 1.00,
-0.82 in weeks 1-4, purity 1.00, 1.00, 1.00, 0.98; a shuffled assignment scores ARI -0.02 to
-0.00.
+means something; a planted mention left in "other" counts as a cluster of its own. Measured
+on the fixed seed (this code, 2026-12-02): ARI 1.00, 0.87, 1.00, 0.93 in weeks 1-4 and 0.97
+in a week where one theme is 60% of the mentions; purity 0.98-1.00; a shuffled assignment
+scores ARI -0.02 to 0.00. On seeds 1, 2 and 3 the same twenty figures range 0.81-1.00.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from earshot.listener.digest import (
     share_of_voice,
     tag_of,
 )
-from earshot.listener.models import Delivery
+from earshot.listener.models import Delivery, Mention
 from earshot.listener.store import Store
 from earshot.listener.themes import (
     ThemeConfig,
@@ -50,9 +51,11 @@ from .synthmonth import (
     REVIEWS_DAILY,
     RIVAL,
     TAGS,
+    TEMPLATES,
     THEME_WORDS,
     Month,
     build_month,
+    fill,
     mentions,
 )
 from .synthmonth import (
@@ -100,7 +103,8 @@ def _scores(month: Month, week: int) -> tuple[float, float, float, list[str], li
         if m.external_id in month.planted
     ]
     truth = [t for _, t in planted]
-    found = [int(clustering.labels[i]) for i, _ in planted]
+    # A planted mention left in "other" is a cluster of its own (it was not recovered).
+    found = [int(clustering.labels[i]) if clustering.labels[i] >= 0 else -1 - i for i, _ in planted]
     shuffled = list(found)
     random.Random(1).shuffle(shuffled)
     return ari(truth, found), purity(truth, found), ari(truth, shuffled), truth, found
@@ -335,3 +339,55 @@ def test_the_wiring_passes_the_query_tags() -> None:
     schedules = digest_schedules(settings)
     assert [(kind, s.channel) for kind, s in schedules] == [("weekly", "#cx-weekly")]
     assert dict(schedules[0][1].tags) == {"rivalapp": "competitor"}
+
+
+def _plain_mention(i: int, text: str) -> Mention:
+    return Mention(
+        source="reddit",
+        external_id=f"e{i}",
+        url=f"https://www.reddit.com/r/x/comments/e{i}/",
+        text=text,
+        created_at=MONTH_START,
+        raw={},
+        sentiment_reasons=[],
+        intents=[],
+        sentiment_label="negative",
+    )
+
+
+def test_edge_cases_of_a_week() -> None:
+    # A week about one thing is one theme: centred, it splits on the numbers, and the
+    # clusters with the same top term are merged back.
+    same = [_plain_mention(i, f"checkout button broken again {i}") for i in range(40)]
+    themes = find_themes(same)
+    assert [(t.label.split(" · ")[0], t.size) for t in themes] == [("button broken", 40)]
+    # Handles and links alone say nothing: no theme, no crash.
+    assert find_themes([_plain_mention(i, "@bob https://example.com/x") for i in range(40)]) == []
+    # Words keep their accents (labels of a Spanish theme are whole words).
+    spanish = [
+        _plain_mention(i, f"la aplicación no funciona después de la actualización {i}")
+        for i in range(30)
+    ]
+    (theme,) = find_themes(spanish)
+    assert "actualización" in theme.label or "después" in theme.label, theme.label
+
+
+def test_a_dominant_theme_stays_one_and_leaves_room_for_the_others(month: Month) -> None:
+    """400 more login complaints (an outage week, 60% of it): still one login theme, and
+    the smaller planted themes are still found (the second pass over what is left)."""
+    rng = random.Random(3)
+    extra = [
+        _plain_mention(10_000 + i, fill(rng.choice(TEMPLATES["login"]), rng, OUR_QUERY))
+        for i in range(400)
+    ]
+    planted = {**month.planted, **{m.external_id: "login" for m in extra}}
+    week = month.week(3) + extra
+    clustering = themes_of(week, month.week(2))
+    by_theme: dict[str, Counter[int]] = {}
+    for i, m in enumerate(week):
+        if m.external_id in planted:
+            by_theme.setdefault(planted[m.external_id], Counter())[int(clustering.labels[i])] += 1
+    for theme, where in by_theme.items():
+        cluster, n = where.most_common(1)[0]
+        assert cluster >= 0 and n >= 0.75 * sum(where.values()), (theme, where)
+    assert len({where.most_common(1)[0][0] for where in by_theme.values()}) == 3
