@@ -27,8 +27,11 @@ from earshot.listener.spikes import (
 )
 from earshot.listener.store import Store
 from earshot.responders.blocks import validate_message
+from earshot.responders.delivery import DeliveryWorker
 from earshot.responders.digest import render_row
+from earshot.responders.slack import SlackChannel
 
+from .fakeslack import FakeSlack
 from .synthmonth import MONTH_START, OURS, SHIFT_WEEK, TAGS, Month, build_month
 from .synthweek import mention, store_all
 
@@ -224,3 +227,25 @@ def test_shift_settings() -> None:
     assert "shifts.min_jum: unknown key (did you mean 'min_jump'?)" in str(unknown.value)
     with pytest.raises(ConfigError, match="history"):
         _settings('[shifts]\nhistory = "2d"\n')
+
+
+def test_a_shift_alert_reaches_slack(month: Month) -> None:
+    """The queued shift goes through the delivery worker to the fake Slack, once, with its
+    key in the message metadata (how a retry finds it)."""
+    store = Store.from_url("sqlite://")
+    store.create_schema()
+    store_all(store, month.mentions)
+    now = MONTH_START + timedelta(days=7 * SHIFT_WEEK + 1, minutes=7)
+    (shift,) = check_shifts(store, "#cx-alerts", now, tags=TAGS)
+    with FakeSlack() as slack:
+        worker = DeliveryWorker(
+            store, SlackChannel.from_token("xoxb-test", slack.api_url), per_channel_interval=0.0
+        )
+        report = worker.drain(timeout=10)
+        again = worker.drain(timeout=5)
+    assert (report.sent, report.failed, again.sent) == (1, 0, 0)
+    (posted,) = slack.messages
+    assert posted["channel"] == "#cx-alerts" and "sentiment shift" in posted["text"]
+    assert posted["metadata"]["event_payload"]["key"] == shift.key
+    assert "Negative items" in str(posted["blocks"])
+    store.engine.dispose()
