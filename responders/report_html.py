@@ -480,7 +480,7 @@ def _themes_section(digest: Digest) -> str:
     chart = _hbars(
         "themes",
         "Themes by size, split by sentiment",
-        [(_text(theme.label, 22), _sentiment_bars(theme.sentiment)) for theme in digest.themes],
+        [(_text(theme.label, 28), _sentiment_bars(theme.sentiment)) for theme in digest.themes],
         width=1000,
         label_w=200,
     )
