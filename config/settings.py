@@ -768,12 +768,21 @@ class ReachSettings(_Section):
     followers...) is at or above its source type's threshold and that is a complaint
     (negative or mixed, or a complaint intent) shows "High reach" in its alert and is
     escalated after ``sla`` instead of ``[slack] sla``. A threshold of 0: never high reach.
+
+    Reach is read when an item is fetched, usually its first minutes; every ``refresh``
+    the figures of unhandled complaints created within ``refresh_for`` are read again
+    (Hacker News, Reddit and Bluesky read items by id in batches), so one that grows past
+    its threshold later is flagged then (``listener/reach_refresh.py``). 0: off.
     """
 
     enabled: bool = True
     #: The SLA of high-reach complaints (default 15 minutes, or ``[slack] sla`` if that is
     #: shorter); when set, it must be shorter than ``[slack] sla``.
     sla: Duration = 900.0
+    #: How often the reach of recent unhandled complaints is read again (0: never).
+    refresh: Pause = 600.0
+    #: How far back (by the mention's time) complaints are refreshed (0: never).
+    refresh_for: Pause = 86400.0
     hackernews: int = Field(DEFAULT_THRESHOLDS["hackernews"], ge=0, le=MAX_FIGURE)
     reddit: int = Field(DEFAULT_THRESHOLDS["reddit"], ge=0, le=MAX_FIGURE)
     mastodon: int = Field(DEFAULT_THRESHOLDS["mastodon"], ge=0, le=MAX_FIGURE)
@@ -796,6 +805,22 @@ class ReachSettings(_Section):
                         f"(sources with one: {having})"
                     )
         return data
+
+    @field_validator("refresh")
+    @classmethod
+    def _refresh_pace(cls, value: float) -> float:
+        if 0 < value < 60:
+            raise ValueError(
+                f"{duration_words(value)} is too often: the refresh reads every recent "
+                "complaint again through the sources' request budgets; use 1m or more "
+                "(0: off)"
+            )
+        return value
+
+    def refreshing(self) -> bool:
+        """Whether the reach of recent complaints is read again (``refresh`` and
+        ``refresh_for`` both set)."""
+        return self.enabled and self.refresh > 0 and self.refresh_for > 0
 
     def thresholds(self) -> dict[str, int]:
         """Source type -> threshold (0: never high reach)."""

@@ -26,6 +26,7 @@ from earshot.listener.model_versions import active_model, active_version
 from earshot.listener.pipeline import Pipeline
 from earshot.listener.query import QuerySet
 from earshot.listener.reach import ReachPolicy
+from earshot.listener.reach_refresh import RefreshReport, readers, refresh_reach
 from earshot.listener.relevance import Relevance
 from earshot.listener.routing import Action, Router, RouteRule, query_rules
 from earshot.listener.sentiment import Classifier, ExperienceClassifier, VaderClassifier
@@ -492,6 +493,23 @@ def reach_policy(settings: Settings) -> ReachPolicy | None:
     return ReachPolicy(thresholds=settings.reach.thresholds(), sla_seconds=settings.reach_sla())
 
 
+def refresh_reach_job(app: Earshot, now: datetime | None = None) -> RefreshReport | None:
+    """One round of ``[reach] refresh``: the reach of recent unhandled complaints read
+    again, those that crossed their threshold flagged (``listener/reach_refresh.py``).
+    A failure is logged; the next round tries again."""
+    try:
+        return refresh_reach(
+            app.store,
+            app.sources,
+            reach_policy(app.settings),
+            window_seconds=app.settings.reach.refresh_for,
+            now=now,
+        )
+    except Exception:
+        logger.exception("reach refresh round failed")
+        return None
+
+
 def reply_config(
     settings: Settings, writers: dict[str, Writer], client: WebClient | None
 ) -> ReplyConfig | None:
@@ -706,6 +724,8 @@ def build(
         jobs.append(("spikes", settings.spikes.every, lambda: check_spikes_job(app)))
     if settings.shifts.enabled:
         jobs.append(("shifts", settings.shifts.every, lambda: check_shifts_job(app)))
+    if settings.reach.refreshing() and readers(app.sources):
+        jobs.append(("reach-refresh", settings.reach.refresh, lambda: refresh_reach_job(app)))
     if isinstance(classifier, ExperienceClassifier) and classifier.meaning is not None:
         jobs.append(("model", 60.0, lambda: refresh_model(app)))
     schedule = training_schedule(settings)

@@ -81,6 +81,20 @@ ALERTS_FAILED = Counter(
     ["channel"],
     registry=REGISTRY,
 )
+REACH_REFRESHED = Counter(
+    "earshot_reach_refreshed",
+    "Recent unhandled complaints whose reach was read again, by source type and outcome "
+    "(updated, unchanged, missing, flagged).",
+    ["source", "outcome"],
+    registry=REGISTRY,
+)
+REACH_REFRESH_ERRORS = Counter(
+    "earshot_reach_refresh_errors",
+    "Reach-refresh requests that failed and were skipped, by source type and kind "
+    "(rate_limited, retriable, fatal, error).",
+    ["source", "kind"],
+    registry=REGISTRY,
+)
 OUTBOX_DEPTH = Gauge(
     "earshot_outbox_depth", "Outbox rows by status.", ["status"], registry=REGISTRY
 )

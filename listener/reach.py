@@ -38,6 +38,10 @@ from .models import COMPLAINT_INTENTS, Label, Mention
 #: The largest figure kept: ``reach`` is a 32-bit ``INTEGER`` on PostgreSQL.
 MAX_FIGURE = 2**31 - 1
 
+#: The audit action of a complaint whose refreshed reach crossed its source's threshold
+#: (``listener/reach_refresh.py``); the SLA job counts the shorter SLA from it.
+ACTION_HIGH_REACH = "high_reach"
+
 #: What ``reach`` is, per source type (the docs' table and the settings' messages).
 MEASURES: dict[str, str] = {
     "hackernews": "points",
@@ -269,6 +273,16 @@ def describe(detail: Any, limit: int = 6) -> str:
         if len(parts) >= limit:
             break
     return ", ".join(parts)
+
+
+def stamp(detail: Any) -> str:
+    """The line a ``high_reach`` event (its ``detail``) adds to its alert: ``"High reach
+    now: 412 points, 90 comments"`` (unescaped)."""
+    figures = describe(detail.get("reach_detail")) if isinstance(detail, Mapping) else ""
+    if not figures and isinstance(detail, Mapping):
+        number = figure(detail.get("reach"), signed=True)
+        figures = f"{number:,}" if number is not None else ""
+    return f"High reach now: {figures}" if figures else "High reach now"
 
 
 def is_complaint(mention: Mention) -> bool:

@@ -53,6 +53,9 @@ STORIES = _table(Story)
 STORY_KEYS = _table(StoryKey)
 #: The outbox kind of a story's live count (a ``chat.update`` of its parent alert).
 KIND_STORY_UPDATE = "story_update"
+#: The outbox kind of a re-render of an alert whose reach was refreshed past its source's
+#: threshold (a ``chat.update``, ``listener/reach_refresh.py``).
+KIND_REACH_UPDATE = "reach_update"
 
 _CHUNK = 500
 #: Rows per multi-row INSERT statement on SQLite (see ``make_engine``).

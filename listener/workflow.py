@@ -43,7 +43,7 @@ from .models import (
     utcnow,
 )
 from .pipeline import Router
-from .reach import ReachPolicy, by_reach
+from .reach import ACTION_HIGH_REACH, ReachPolicy, by_reach
 from .routing import DIGEST_ACTIONS, KIND_ALERT, Action
 from .store import Route, Store
 
@@ -524,7 +524,9 @@ def escalate_overdue(
     mentions (high reach and a complaint, ``ReachPolicy.flagged``) are escalated first, once
     their alert is older than the shorter SLA, with ``reach_text(mention)`` (default
     ``text``). The candidates are found in the database (unhandled, not escalated, of a
-    source and reach at or above its threshold); the complaint test is made on them.
+    source and reach at or above its threshold); the complaint test is made on them. A
+    mention whose reach crossed its threshold later (a refresh's ``high_reach`` event,
+    ``listener/reach_refresh.py``) has the shorter SLA counted from that event.
     """
     if not alerts_channel:
         return []
@@ -536,7 +538,8 @@ def escalate_overdue(
         for source, threshold in (reach.sources() if reach is not None else ())
     ]
     if reach is not None and short is not None and short < sla_seconds and high:
-        due = _overdue(store, alerts_channel, now - timedelta(seconds=short), limit, or_(*high))
+        cutoff = now - timedelta(seconds=short)
+        due = _overdue(store, alerts_channel, cutoff, limit, or_(*high), since_flag=True)
         flagged = [(m, d) for m, d in due if reach.flagged(m)]
         done += _escalate(store, flagged, now, short, reach_text or text, high_reach=True)
     due = _overdue(store, alerts_channel, now - timedelta(seconds=sla_seconds), limit)
@@ -545,15 +548,32 @@ def escalate_overdue(
 
 
 def _overdue(
-    store: Store, alerts_channel: str, cutoff: datetime, limit: int, *where: Any
+    store: Store,
+    alerts_channel: str,
+    cutoff: datetime,
+    limit: int,
+    *where: Any,
+    since_flag: bool = False,
 ) -> list[tuple[Mention, Delivery]]:
-    """Sent alerts in ``alerts_channel`` older than ``cutoff``, unhandled, not escalated."""
+    """Sent alerts in ``alerts_channel`` older than ``cutoff``, unhandled, not escalated.
+
+    ``since_flag``: a mention flagged high reach by a refresh (a ``high_reach`` event) is
+    due only once that event, too, is older than ``cutoff``.
+    """
+    query = select(Mention, Delivery).join(Delivery, col(Delivery.mention_id) == col(Mention.id))
+    if since_flag:
+        query = query.outerjoin(
+            MentionEvent,
+            and_(
+                col(MentionEvent.mention_id) == col(Mention.id),
+                col(MentionEvent.action) == ACTION_HIGH_REACH,
+            ),
+        )
+        where = (*where, or_(col(MentionEvent.at).is_(None), col(MentionEvent.at) <= cutoff))
     with Session(store.engine) as session:
         due = list(
             session.exec(
-                select(Mention, Delivery)
-                .join(Delivery, col(Delivery.mention_id) == col(Mention.id))
-                .where(
+                query.where(
                     Delivery.kind == "alert",
                     Delivery.channel == alerts_channel,
                     Delivery.status == DeliveryStatus.SENT.value,

@@ -20,7 +20,7 @@ from earshot.listener import metrics
 from earshot.listener import workflow as wf
 from earshot.listener.models import Delivery, as_utc, utcnow
 from earshot.listener.reach import ReachPolicy
-from earshot.listener.store import KIND_STORY_UPDATE, Claimed, Store
+from earshot.listener.store import KIND_REACH_UPDATE, KIND_STORY_UPDATE, Claimed, Store
 
 from .base import Channel, DeliveryFatal, DeliveryRetry, Outgoing
 from .blocks import render_alert, render_summary, render_text
@@ -256,15 +256,18 @@ class DeliveryWorker:
         return parent.message_ts or "" if parent is not None else ""
 
     def _update_story(self, claimed: Claimed, report: DeliveryReport) -> None:
-        """Re-render a story's parent alert with its live count (``chat.update``).
+        """Re-render an alert as it stands now (``chat.update``): a story's parent with its
+        live count (``story_update``, payload ``story``), or an alert whose refreshed reach
+        crossed its threshold (``reach_update``, payload ``alert``).
 
-        The count and sources are read now, so an update that arrives late never shows a
-        lower count than an earlier one; the workflow state is the alert's current one.
+        The count, sources, reach and trail are read now, so an update that arrives late
+        never shows less than an earlier one; the workflow state is the alert's current one.
         """
         delivery = claimed.delivery
         assert delivery.id is not None
         payload = delivery.payload or {}
-        parent: Delivery | None = self.store.delivery_by_key(str(payload.get("story") or ""))
+        target = payload.get("story") or payload.get("alert") or ""
+        parent: Delivery | None = self.store.delivery_by_key(str(target))
         if parent is not None and parent.status == "pending":
             self.store.defer(delivery.id, 1.0)
             return
@@ -340,7 +343,7 @@ class DeliveryWorker:
     def _deliver(self, claimed: Claimed, report: DeliveryReport) -> None:
         delivery = claimed.delivery
         assert delivery.id is not None
-        if delivery.kind == KIND_STORY_UPDATE:
+        if delivery.kind in (KIND_STORY_UPDATE, KIND_REACH_UPDATE):
             self._update_story(claimed, report)
             return
         # Structured fields of every log line about this row (JSON logs keep them as keys).

@@ -35,7 +35,7 @@ from earshot.listener.models import (
     utcnow,
 )
 from earshot.listener.query import Query, QuerySyntaxError
-from earshot.listener.reach import ReachPolicy, describe
+from earshot.listener.reach import ACTION_HIGH_REACH, ReachPolicy, describe, stamp
 from earshot.listener.routing import Router
 from earshot.listener.store import Store
 
@@ -93,6 +93,7 @@ _LINES = {
     "replied": "💬 Replied by {user}",
     "reply_pending": "📝 Reply by {user} pending approval",
     "reply_rejected": "✋ Reply rejected by {user}",
+    ACTION_HIGH_REACH: "📣 {stamp}",
 }
 _PAST = {
     "assign": "assigned to",
@@ -182,6 +183,7 @@ def event_line(event: MentionEvent) -> str:
         label=escape_mrkdwn(str(detail.get("label", ""))),
         term=escape_mrkdwn(str(detail.get("term", ""))),
         query=escape_mrkdwn(str(detail.get("query", ""))),
+        stamp=escape_mrkdwn(stamp(detail)) if event.action == ACTION_HIGH_REACH else "",
     )
     sent_to = detail.get("sent_to")
     if event.action in wf.CORRECTION_ACTIONS and sent_to:

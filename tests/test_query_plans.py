@@ -6,9 +6,10 @@ that earshot really sends while it polls a source (twice, with an overlap and a 
 drains the outbox to the loopback fake Slack (stories included: a shared link and a copied
 complaint, threaded, with their live-count updates), handles clicks from the real Slack payloads
 (Handled, "Wrong sentiment" with its re-route, "Not relevant"), and runs its scheduler
-jobs (digests, spikes, sentiment shifts, SLA escalation, the model and query refreshes, the
-gauges). Each recorded statement is then planned with ``EXPLAIN QUERY PLAN`` on SQLite
-and ``EXPLAIN`` on PostgreSQL, where ``enable_seqscan = off`` makes the planner take an
+jobs (digests, spikes, sentiment shifts, the reach refresh with its flags and alert
+re-renders, SLA escalation, the model and query refreshes, the gauges). Each recorded
+statement is then planned with ``EXPLAIN QUERY PLAN`` on SQLite and ``EXPLAIN`` on
+PostgreSQL, where ``enable_seqscan = off`` makes the planner take an
 index whenever one can serve the query (on tiny tables it would rightly prefer a
 sequential scan), so the question asked is "is there an index for this", not "is the table
 small".
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pytest
 import respx
 from slack_sdk import WebClient
@@ -58,6 +60,7 @@ from earshot.config.wiring import (
 from earshot.listener import workflow as wf
 from earshot.listener.models import utcnow
 from earshot.listener.reach import ReachPolicy
+from earshot.listener.reach_refresh import refresh_reach
 from earshot.responders.interactions import VIEW_WRONG_SENTIMENT, InteractionConfig
 from earshot.responders.slack_app import ApproverCheck, SlackInteractivity
 
@@ -247,6 +250,7 @@ def hot_path(app: Earshot, slack: FakeSlack) -> None:
     app.worker.drain(timeout=30)
     poll_and_drain(app, 4, 8)  # overlaps the first page: known ids, the storm goes on
     now = utcnow()
+    refresh_reach_grown(app, now)  # the refresh: figures updated, crossings flagged
     later = now + timedelta(days=8)  # every digest is due, every alert overdue
     send_digests(app, later)
     check_spikes_job(app, now)
@@ -257,6 +261,32 @@ def hot_path(app: Earshot, slack: FakeSlack) -> None:
     refresh_queries(app)
     app.worker.drain(timeout=30)
     app.store.next_due()
+
+
+def refresh_reach_grown(app: Earshot, now: Any) -> None:
+    """The reach-refresh job, with every story asked for grown to 500 points (its
+    candidates go back far enough to include the polled items, dated 2023)."""
+
+    def stories(request: httpx.Request) -> httpx.Response:
+        tags = request.url.params["tags"]
+        ids = [t.removeprefix("story_") for t in tags[len("story,(") : -1].split(",")]
+        hits = []
+        for object_id in ids:
+            (hit,) = hn_hits(int(object_id), 0, 1, "grown")
+            hit.update(points=500, num_comments=40)
+            hits.append(hit)
+        return httpx.Response(200, json={"hits": hits, "nbHits": len(hits), "nbPages": 1})
+
+    with respx.mock(assert_all_called=False) as router:
+        grown = router.get(f"{HN}/search_by_date").mock(side_effect=stories)
+        report = refresh_reach(
+            app.store,
+            app.sources,
+            ReachPolicy(sla_seconds=900.0),
+            window_seconds=10 * 365 * 86400.0,
+            now=now,
+        )
+    assert grown.called and report.flagged and not report.errors, report
 
 
 def explain_sqlite(conn: Any, statement: str, parameters: Any) -> list[str]:

@@ -36,7 +36,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from ..models import Mention
-from ..reach import figure
+from ..reach import Fields, figure
 from ..redaction import REDACTOR, redact
 
 logger = logging.getLogger("earshot.listener.sources")
@@ -580,6 +580,22 @@ class Source(ABC):
     @abstractmethod
     def poll(self, cursor: Cursor | None, terms: Sequence[str]) -> PollResult:
         """Read everything new since ``cursor`` (``None``: first run, backfill a window)."""
+
+    #: How many items one ``refresh_reach`` call reads at most (one request where the API
+    #: reads items by id in batches); 0: the source cannot read its items again by id, so
+    #: their reach stays the snapshot taken when they were fetched.
+    refresh_batch: ClassVar[int] = 0
+
+    def refresh_reach(self, ids: Sequence[str]) -> dict[str, Fields]:
+        """The current reach of the items ``ids`` (their ``external_id``; at most
+        ``refresh_batch``), read from the API again: ``{external_id: {"reach": ...,
+        "reach_detail": {...}}}`` as the parser's ``listener/reach.py`` function reads them.
+
+        An item the API no longer has (deleted, removed) is left out, and so is an id the
+        source cannot ask for. HTTP failures raise ``SourceError`` as a poll's do. Sources
+        that cannot read items by id (``refresh_batch`` 0) raise ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{self.type}: reach cannot be refreshed")
 
     def keep_secret(self, *values: str | None, slot: str | None = None) -> None:
         """Mask these values in every error, log line and health alert from now on.

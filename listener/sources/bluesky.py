@@ -14,6 +14,10 @@ earlier of ``createdAt`` and ``indexedAt``, which is what ``since`` filters on) 
 seen at exactly that instant (``since`` is inclusive, so they are not reported twice).
 Pages follow the opaque ``cursor`` until a page is empty or older than the stored cursor, a
 cursor repeats, or ``max_pages`` is reached.
+
+Reach refresh (``refresh_reach``): ``GET {base_url}/xrpc/app.bsky.feed.getPosts?uris=A&uris=B``
+reads up to 25 posts by URI in one request, as the same post views search returns (likes,
+reposts, replies, quotes); a deleted post is missing from the answer.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from .base import (
 )
 
 SEARCH = "/xrpc/app.bsky.feed.searchPosts"
+GET_POSTS = "/xrpc/app.bsky.feed.getPosts"
 CREATE_SESSION = "/xrpc/com.atproto.server.createSession"
 REFRESH_SESSION = "/xrpc/com.atproto.server.refreshSession"
 WEB = "https://bsky.app"
@@ -80,6 +85,8 @@ class BlueskySource(Source):
     #: Documented: 3,000 requests per 5 minutes per IP; searchPosts is for human-directed
     #: search, so stay well below.
     default_requests_per_minute = 100.0
+    #: ``getPosts`` takes up to 25 URIs.
+    refresh_batch: ClassVar[int] = 25
     secrets: ClassVar[Mapping[str, str]] = {
         "handle": "BLUESKY_HANDLE",
         "app_password": "BLUESKY_APP_PASSWORD",
@@ -164,7 +171,9 @@ class BlueskySource(Source):
         return None
 
     def _search(self, params: Mapping[str, Any]) -> Any:
-        url = self.base_url + SEARCH
+        return self._get(self.base_url + SEARCH, params)
+
+    def _get(self, url: str, params: Mapping[str, Any]) -> Any:
         try:
             return self.http.get_json(
                 url, params=params, headers=self._headers(), errors=self._expired
@@ -247,6 +256,22 @@ class BlueskySource(Source):
             except ValueError:
                 logger.warning("bluesky: unreadable cursor %r; backfilling", state)
         return datetime.fromtimestamp(self.backfill_start(), UTC), set()
+
+    def refresh_reach(self, ids: Sequence[str]) -> dict[str, reach.Fields]:
+        """The current likes, reposts, replies and quotes of the posts ``ids`` (``at://``
+        URIs), in one ``getPosts`` request."""
+        uris = list(dict.fromkeys(i for i in ids if i.startswith("at://")))[: self.refresh_batch]
+        if not uris:
+            return {}
+        data = self._get(self.base_url + GET_POSTS, {"uris": uris})
+        posts = require(data, "posts", list, "bluesky getPosts")
+        asked = set(uris)
+        found: dict[str, reach.Fields] = {}
+        for post in posts:
+            uri = post.get("uri") if isinstance(post, dict) else None
+            if isinstance(uri, str) and uri in asked:
+                found[uri] = reach.bluesky(post)
+        return found
 
     def _mention(self, post: Any) -> tuple[Mention, datetime]:
         uri = post["uri"]

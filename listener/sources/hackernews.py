@@ -7,12 +7,18 @@ Algolia does not parse OR/AND, so each search term gets its own request and its 
 ``page``/``hitsPerPage`` until ``nbPages`` is reached. Algolia serves at most 1,000 hits per
 query, so when a burst is larger the source narrows the window below the oldest hit it got
 (``created_at_i<=oldest``) and goes on, until the window is complete.
+
+Reach refresh (``refresh_reach``): Algolia tags every story ``story_<id>`` (its comments
+too, with their story's id), so ``tags=story,(story_1,story_2,...)`` answers the stories of
+a batch of ids, with their current ``points`` and ``num_comments``, in one request.
+Comments have no points on Algolia and are not asked for again; a story Algolia no longer
+has is simply not in the answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -43,6 +49,8 @@ class HackerNewsSource(Source):
     default_base_url = "https://hn.algolia.com/api/v1"
     #: Documented: 10,000 requests per hour per IP.
     default_requests_per_minute = 10_000 / 60
+    #: Stories per reach-refresh request (one ``story_<id>`` tag each, ORed).
+    refresh_batch: ClassVar[int] = 50
 
     class Options(SourceOptions):
         tags: str = "(story,comment)"
@@ -138,6 +146,31 @@ class HackerNewsSource(Source):
                 return newest
             # More hits than Algolia will page through: read the older part of the window.
             upper = oldest
+
+    def refresh_reach(self, ids: Sequence[str]) -> dict[str, reach.Fields]:
+        """The current points and comments of the stories ``ids``, in one request."""
+        wanted = list(dict.fromkeys(i for i in ids if i.isascii() and i.isdigit()))
+        wanted = wanted[: self.refresh_batch]
+        if not wanted:
+            return {}
+        data = self.http.get_json(
+            f"{self.base_url}/search_by_date",
+            params={
+                "tags": "story,(" + ",".join(f"story_{i}" for i in wanted) + ")",
+                "hitsPerPage": len(wanted),
+            },
+        )
+        if not isinstance(data, dict) or not isinstance(data.get("hits"), list):
+            raise BadPayloadError("hackernews: answer has no 'hits' list")
+        asked = set(wanted)
+        found: dict[str, reach.Fields] = {}
+        for hit in data["hits"]:
+            object_id = hit.get("objectID") if isinstance(hit, dict) else None
+            if isinstance(object_id, int) and not isinstance(object_id, bool):
+                object_id = str(object_id)
+            if isinstance(object_id, str) and object_id in asked:
+                found[object_id] = reach.hackernews(hit)
+        return found
 
     def _mention(self, hit: Any) -> Mention:
         object_id = id_of(hit["objectID"])

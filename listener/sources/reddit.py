@@ -23,10 +23,15 @@ across all of Reddit: with ``search = true``, each query term gets
 a listing (key ``search:TERM``). Reddit asks for a unique User-Agent,
 ``<platform>:<app id>:<version> (by /u/<name>)``: set ``user_agent``; with OAuth and none
 set, one is made from the app id and the username.
+
+Reach refresh (``refresh_reach``) reads up to 100 posts and comments by fullname in one
+``GET /api/info?id=t3_a,t1_b`` (``/api/info.json`` without OAuth); a deleted or removed item
+(``[deleted]``/``[removed]``) is left as it was.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
@@ -74,6 +79,8 @@ class RedditSource(Source):
     default_base_url = "https://www.reddit.com"
     #: Documented: 10 requests per minute without OAuth (100 with it).
     default_requests_per_minute = 10.0
+    #: ``/api/info`` takes up to 100 fullnames.
+    refresh_batch: ClassVar[int] = 100
 
     secrets: ClassVar[Mapping[str, str]] = {
         "client_id": "REDDIT_CLIENT_ID",
@@ -373,6 +380,30 @@ class RedditSource(Source):
             lifetime = 3600.0
         return token, float(lifetime)
 
+    def refresh_reach(self, ids: Sequence[str]) -> dict[str, reach.Fields]:
+        """The current score and comments of the posts and comments ``ids`` (fullnames,
+        ``t3_…``/``t1_…``), in one ``/api/info`` request."""
+        names = list(dict.fromkeys(i for i in ids if _FULLNAME.match(i)))[: self.refresh_batch]
+        if not names:
+            return {}
+        url = f"{self.base_url}/api/info" if self.oauth else f"{self.base_url}/api/info.json"
+        data = self._get_json(url, {"id": ",".join(names), "raw_json": 1})
+        listing = data.get("data") if isinstance(data, dict) else None
+        children = listing.get("children") if isinstance(listing, dict) else None
+        if not isinstance(children, list):
+            raise BadPayloadError("reddit: /api/info answer is not a Listing")
+        asked = set(names)
+        found: dict[str, reach.Fields] = {}
+        for child in children:
+            kind = child.get("kind") if isinstance(child, dict) else None
+            item = child.get("data") if isinstance(child, dict) else None
+            if kind not in ("t1", "t3") or not isinstance(item, dict):
+                continue
+            name = item.get("name")
+            if isinstance(name, str) and name in asked and not deleted(item):
+                found[name] = reach.reddit(item, kind)
+        return found
+
     def _mention(self, child: Any) -> Mention:
         kind = child["kind"]
         item = child["data"]
@@ -407,6 +438,20 @@ class RedditSource(Source):
             raw=item,
             **reach.reddit(item, kind),
         )
+
+
+_FULLNAME = re.compile(r"^t[13]_[0-9a-z]{1,16}$")
+#: What Reddit puts in the author and text of a deleted or removed item.
+_GONE = ("[deleted]", "[removed]")
+
+
+def deleted(item: dict[str, Any]) -> bool:
+    """Whether a post or comment was deleted or removed (its figures are no longer the
+    item's: a refresh leaves the stored ones as they were)."""
+    if item.get("author") in _GONE or item.get("removed_by_category"):
+        return True
+    text = item.get("body") if "body" in item else item.get("selftext")
+    return text in _GONE
 
 
 def search_phrase(term: str) -> str:
