@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, case, event, func, update
+from sqlalchemy import Engine, Table, case, event, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, col, create_engine, select
@@ -541,9 +542,12 @@ class Store:
         Keys are looked up by primary key among those seen within ``options.window``; a
         near-duplicate candidate joins only when its shingle Jaccard against the story's
         first mention reaches ``options.threshold``. Members of one batch group with each
-        other. Two replicas starting the same story at once: the key insert is an upsert
-        that only takes a key that is free, expired or already this story's, so the second
-        finds the first's story, joins it and drops its own.
+        other. The writes are batched: one insert of the new stories, one update per story
+        joined, one upsert of the keys, one update of the mentions.
+
+        Two replicas starting the same story at once: the key upsert only takes a key that
+        is free, expired or already this story's, so the second replica finds the first's
+        story, moves its members there and drops its own (empty) story.
         """
         now = utcnow()
         cutoff = now - timedelta(seconds=options.window)
@@ -556,6 +560,7 @@ class Store:
         if not keys:
             return {}
         wanted = sorted({k for found in keys.values() for k in found.all})
+        # A story is an id (stored) or ``-mention id`` (started by that mention, this batch).
         live: dict[str, int] = {}
         for start in range(0, len(wanted), _CHUNK):
             rows = session.execute(
@@ -566,26 +571,29 @@ class Store:
             )
             live.update({row.key: row.story_id for row in rows})
         firsts: dict[int, set[str]] = {}
+        bodies: dict[int, str] = {}  # the first text of the stories started in this batch
 
-        def first_shingles(story_id: int) -> set[str]:
-            if story_id not in firsts:
+        def first_shingles(story: int) -> set[str]:
+            if story in bodies:
+                firsts[story] = shingles(bodies.pop(story))
+            if story not in firsts:  # a stored story: its first mention's text
                 row = session.execute(
                     select(MENTIONS.c.title, MENTIONS.c.text)
-                    .where(MENTIONS.c.story_id == story_id)
+                    .where(MENTIONS.c.story_id == story)
                     .order_by(MENTIONS.c.id)
                     .limit(1)
                 ).first()
-                firsts[story_id] = shingles(row.title or row.text) if row else set()
-            return firsts[story_id]
+                firsts[story] = shingles(row.title or row.text) if row else set()
+            return firsts[story]
 
-        members: dict[int, Membership] = {}
+        plan: dict[int, int] = {}  # mention id -> story (as above)
         for mention in stored:
             assert mention.id is not None
             found = keys.get(mention.id)
             if found is None:
                 continue
-            story_id = live.get(found.url_key) if found.url_key else None
-            if story_id is None and found.near:
+            story = live.get(found.url_key) if found.url_key else None
+            if story is None and found.near:
                 grams = shingles(mention.body)
                 tried: set[int] = set()
                 for key in found.near:
@@ -594,70 +602,143 @@ class Store:
                         continue
                     tried.add(candidate)
                     if jaccard(grams, first_shingles(candidate)) >= options.threshold:
-                        story_id = candidate
+                        story = candidate
                         break
-            if story_id is None:
-                title = (mention.title or mention.text or "")[:500]
-                story_id = session.execute(
-                    self.insert(STORIES)
-                    .values(
-                        url=found.url, title=title, mention_count=1, created_at=now, last_at=now
-                    )
-                    .returning(STORIES.c.id)
-                ).scalar_one()
-                claimed = self._claim_keys(session, found.all, story_id, now, cutoff)
-                if found.url_key and found.url_key not in claimed:
-                    # Another replica started this link's story a moment ago: join it.
-                    other = session.execute(
-                        select(STORY_KEYS.c.story_id).where(STORY_KEYS.c.key == found.url_key)
-                    ).scalar_one()
-                    session.execute(STORY_KEYS.delete().where(STORY_KEYS.c.story_id == story_id))
-                    session.execute(STORIES.delete().where(STORIES.c.id == story_id))
-                    story_id = other
-                    count = self._bump_story(session, story_id, now)
-                    self._claim_keys(session, found.all, story_id, now, cutoff)
-                    members[mention.id] = Membership(story_id, count, False)
-                else:
-                    firsts[story_id] = shingles(mention.body)
-                    members[mention.id] = Membership(story_id, 1, True)
-            else:
-                count = self._bump_story(session, story_id, now)
-                self._claim_keys(session, found.all, story_id, now, cutoff)
-                members[mention.id] = Membership(story_id, count, False)
-            mention.story_id = story_id
+            if story is None:
+                story = -mention.id
+                if found.near:
+                    bodies[story] = mention.body
+            plan[mention.id] = story
             for key in found.all:
-                live.setdefault(key, story_id)
-        session.execute(
-            update(MENTIONS)
-            .where(MENTIONS.c.id == bindparam("mid"))
-            .values(story_id=bindparam("sid")),
-            [{"mid": mid, "sid": m.story_id} for mid, m in members.items()],
+                live.setdefault(key, story)
+        sizes = Counter(plan.values())
+        by_id = {m.id: m for m in stored}
+        started = [s for s in sizes if s < 0]
+        ids: dict[int, int] = {}
+        if started:
+            new_rows = [
+                {
+                    "url": keys[-s].url,
+                    "title": (by_id[-s].title or by_id[-s].text or "")[:500],
+                    "mention_count": sizes[s],
+                    "created_at": now,
+                    "last_at": now,
+                }
+                for s in started
+            ]
+            made_ids = session.execute(
+                self.insert(STORIES).returning(STORIES.c.id, sort_by_parameter_order=True),
+                new_rows,
+            ).scalars()
+            ids = dict(zip(started, made_ids, strict=True))
+        resolved = {mid: ids.get(s, s) for mid, s in plan.items()}
+        # Point every key at its story (the first mention with it wins within the batch).
+        wants: dict[str, int] = {}
+        for mention in stored:
+            if mention.id in resolved:
+                for key in keys[mention.id].all:
+                    wants.setdefault(key, resolved[mention.id])
+        claimed = self._claim_keys(session, wants, now, cutoff)
+        moved: dict[int, int] = {}
+        # A link's story another replica started a moment ago: join it, drop ours.
+        lost = {
+            ids[s]: keys[-s].url_key
+            for s in started
+            if keys[-s].url_key and keys[-s].url_key not in claimed
+        }
+        if lost:
+            winners = {
+                row.key: row.story_id
+                for row in session.execute(
+                    select(STORY_KEYS.c.key, STORY_KEYS.c.story_id).where(
+                        STORY_KEYS.c.key.in_(list(lost.values()))
+                    )
+                )
+            }
+            moved = {ours: winners[key] for ours, key in lost.items() if key in winners}
+            session.execute(STORY_KEYS.delete().where(STORY_KEYS.c.story_id.in_(list(moved))))
+            session.execute(STORIES.delete().where(STORIES.c.id.in_(list(moved))))
+            resolved = {mid: moved.get(story, story) for mid, story in resolved.items()}
+            again: dict[str, int] = {}
+            for mid, story in resolved.items():
+                if story in moved.values():
+                    for key in keys[mid].all:
+                        again.setdefault(key, story)
+            self._claim_keys(session, again, now, cutoff)
+        # Count the members each stored story gained; a new story was inserted counted.
+        fresh_ids = set(ids.values()) - set(moved)
+        gained = Counter(story for story in resolved.values() if story not in fresh_ids)
+        base: dict[int, int] = {}
+        for story, n in gained.items():
+            base[story] = self._bump_story(session, story, n, now) - n
+        members: dict[int, Membership] = {}
+        seen: Counter[int] = Counter()
+        for mention in stored:
+            story = resolved.get(mention.id or 0)
+            if story is None:
+                continue
+            seen[story] += 1
+            count = base.get(story, 0) + seen[story]
+            members[mention.id or 0] = Membership(story, count, count == 1)
+            mention.story_id = story
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        session.connection().exec_driver_sql(
+            f"UPDATE mentions SET story_id = {mark} WHERE id = {mark}",
+            [(m.story_id, mid) for mid, m in members.items()],
         )
         return members
 
     def _claim_keys(
-        self, session: Session, keys: Sequence[str], story_id: int, now: datetime, cutoff: datetime
+        self, session: Session, wants: dict[str, int], now: datetime, cutoff: datetime
     ) -> set[str]:
-        """Point ``keys`` at ``story_id`` where they are free, expired or already its own
-        (refreshing ``seen_at``); the keys it now holds."""
+        """Point each key at its story where the key is free, expired or already that
+        story's (refreshing ``seen_at``); the link keys (``url:``) it now holds.
+
+        Only the link keys are read back (a new story that did not get its link's key lost
+        a race); the text keys, most of them, go in one ``executemany`` without
+        ``RETURNING``, which the driver runs in its own loop.
+        """
         table = STORY_KEYS
-        stmt = self.insert(table).values(
-            [{"key": key, "story_id": story_id, "seen_at": now} for key in sorted(set(keys))]
-        )
+        links = sorted(k for k in wants if k.startswith("url:"))
+        texts = sorted(k for k in wants if not k.startswith("url:"))
+        stmt = self.insert(table)
         stmt = stmt.on_conflict_do_update(
             index_elements=["key"],
             set_={"story_id": stmt.excluded.story_id, "seen_at": stmt.excluded.seen_at},
             where=(table.c.story_id == stmt.excluded.story_id) | (table.c.seen_at < cutoff),
-        ).returning(table.c.key)
-        return {row.key for row in session.execute(stmt)}
+        )
+        held: set[str] = set()
+        if links:
+            rows = [{"key": k, "story_id": wants[k], "seen_at": now} for k in links]
+            held = set(session.execute(stmt.returning(table.c.key), rows).scalars())
+        if texts:
+            # Straight to the driver: SQLAlchemy's per-row parameter handling cost as much
+            # as SQLite's own work here (bench_ingest --grouping).
+            mark = "?" if self.dialect == "sqlite" else "%s"
+            sql = (
+                f"INSERT INTO story_keys (key, story_id, seen_at) VALUES ({mark}, {mark}, {mark}) "
+                "ON CONFLICT (key) DO UPDATE SET story_id = excluded.story_id, "
+                "seen_at = excluded.seen_at WHERE story_keys.story_id = excluded.story_id "
+                f"OR story_keys.seen_at < {mark}"
+            )
+            seen, before = self._db_time(now), self._db_time(cutoff)
+            session.connection().exec_driver_sql(sql, [(k, wants[k], seen, before) for k in texts])
+        return held
 
-    def _bump_story(self, session: Session, story_id: int, now: datetime) -> int:
-        """Count one more member; the story's count after it."""
+    def _db_time(self, at: datetime) -> Any:
+        """``at`` as this database's driver takes a timezone-aware column's value (SQLite:
+        the text SQLAlchemy stores and compares)."""
+        dialect = self.engine.dialect
+        process = STORY_KEYS.c.seen_at.type.dialect_impl(dialect).bind_processor(dialect)
+        return process(at) if process is not None else at
+
+    def _bump_story(self, session: Session, story_id: int, n: int, now: datetime) -> int:
+        """Count ``n`` more members; the story's count after them."""
         return int(
             session.execute(
                 update(STORIES)
                 .where(STORIES.c.id == story_id)
-                .values(mention_count=STORIES.c.mention_count + 1, last_at=now)
+                .values(mention_count=STORIES.c.mention_count + n, last_at=now)
                 .returning(STORIES.c.mention_count)
             ).scalar_one()
         )

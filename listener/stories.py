@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import struct
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -167,7 +167,11 @@ def url_key(canonical: str) -> str:
 
 def words(text: str) -> list[str]:
     """The normalized words of a text: lowercased, without URLs, @handles and numbers."""
-    text = _HANDLE.sub(" ", _URL.sub(" ", text.lower()))
+    text = text.lower()
+    if "http" in text or "www." in text:
+        text = _URL.sub(" ", text)
+    if "@" in text:
+        text = _HANDLE.sub(" ", text)
     return _WORD.findall(text)
 
 
@@ -188,14 +192,10 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 
 def _hashes(grams: Iterable[str]) -> np.ndarray:
-    values = [
-        struct.unpack(
-            "<Q", hashlib.blake2b(g.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-        )[0]
-        & 0x1FFFFFFFFFFFFFFF
-        for g in grams
-    ]
-    return np.fromiter(values, dtype=np.uint64, count=len(values))
+    """A 32-bit hash of each shingle (CRC-32: stable across processes, unlike ``hash``)."""
+    return np.fromiter(
+        (zlib.crc32(g.encode("utf-8", "surrogatepass")) for g in grams), dtype=np.uint64
+    )
 
 
 def near_keys(text: str) -> list[str]:
@@ -208,16 +208,16 @@ def near_keys(text: str) -> list[str]:
     grams = shingles(text)
     if not grams:
         return []
-    values = _hashes(sorted(grams))
+    values = _hashes(grams)
     # (a * x + b) mod p for every permutation and shingle; uint64 wraps, which is a fine
     # universal hash family for this purpose (the keys only find candidates).
     mixed = values[:, None] * _A[None, :] + _B[None, :]
-    signature = mixed.min(axis=0)
-    keys = []
-    for band in range(BANDS):
-        chunk = signature[band * ROWS : (band + 1) * ROWS].tobytes()
-        keys.append(f"nd:{band}:{hashlib.sha1(chunk).hexdigest()[:24]}")
-    return keys
+    signature = mixed.min(axis=0).tolist()
+    # The band's minimums themselves, in hex (at most 3 x 16 digits: the key fits in 80).
+    return [
+        f"nd:{band}:" + ".".join(f"{v:x}" for v in signature[band * ROWS : (band + 1) * ROWS])
+        for band in range(BANDS)
+    ]
 
 
 @dataclass(frozen=True)

@@ -221,3 +221,19 @@ def test_digests_and_the_report_count_stories(store: Store, tmp_path: Any) -> No
         assert result.exit_code == 0, result.output
         assert "in 3 stories" in result.output and "Biggest stories" in result.output
         assert "Hacker News: 1 negative" in result.output
+
+
+def test_text_keys_expire_after_the_window_too(store: Store) -> None:
+    # The text keys are written straight through the driver: their seen_at must compare
+    # like a key written through SQLAlchemy (SQLite keeps datetimes as text).
+    store.ingest("a", [mention("1", link=LINK, text=COMPLAINT)], None, alert, stories=OPTIONS)
+    now = datetime.now(UTC)
+    with Session(store.engine) as session:
+        keys = list(session.exec(select(StoryKey)))
+        later = list(session.exec(select(StoryKey).where(StoryKey.seen_at >= now)))
+        earlier = list(
+            session.exec(select(StoryKey).where(StoryKey.seen_at >= now - timedelta(minutes=5)))
+        )
+    assert len(keys) == 9 and {k.key[:3] for k in keys} == {"url", "nd:"}
+    assert later == []  # none looks newer than it is (it would never expire)
+    assert len(earlier) == 9
