@@ -102,6 +102,7 @@ def check_config(config: Path, env: Mapping[str, str] | None = None) -> CheckRep
     lines.extend(_digests(settings))
     lines.extend(_spikes(settings, report.warnings))
     lines.extend(_shifts(settings))
+    lines.extend(_reach_refresh(settings, sources))
     lines.extend(_training(settings))
     lines.extend(_delivery(settings, secrets, report.warnings))
     report.warnings.extend(_example_warnings(config, settings))
@@ -439,6 +440,22 @@ def _spikes(settings: Settings, warnings: list[str]) -> list[str]:
         f"spikes: checked every {duration_text(spikes.every)}: a query's last hour above its "
         f"baseline by {spikes.k:g} sigma (and at least {spikes.min_count} mentions) -> "
         f"alert in {channel}, at most one per query every {duration_text(spikes.cooldown)}"
+    ]
+
+
+def _reach_refresh(settings: Settings, sources: Sequence[Source]) -> list[str]:
+    reach = settings.reach
+    if not reach.refreshing():
+        return ["reach refresh: off"]
+    kinds = sorted({s.type: s.refresh_batch for s in sources if s.refresh_batch > 0}.items())
+    if not kinds:
+        return ["reach refresh: on, but no configured source can read its items by id"]
+    each = ", ".join(f"{kind} ({batch} a request)" for kind, batch in kinds)
+    return [
+        f"reach refresh: every {duration_text(reach.refresh)}, the unhandled complaints of "
+        f"the last {duration_text(reach.refresh_for)} read again from {each}; one that "
+        "crosses its [reach] threshold is flagged then and escalated after "
+        f"{duration_text(settings.reach_sla())}"
     ]
 
 

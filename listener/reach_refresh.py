@@ -9,7 +9,8 @@ Bluesky), through each source's own ``SourceHttp`` and rate limiter.
 
 * **Candidates** - mentions of those source types, unhandled (``alerted``/``assigned``),
   created within the window (``[reach] refresh_for``), newest first, that are complaints
-  (``reach.is_complaint``).
+  (``reach.is_complaint``) and that their source can read again (``Source.refreshes``: not
+  HN comments, which have no points).
 * **Updates** - each batch's new ``reach``/``reach_detail`` are written in one transaction
   (only while the mention is still unhandled). An item the API no longer has (deleted,
   removed) or whose figure is unreadable keeps its stored reach.
@@ -145,7 +146,8 @@ def refresh_reach(
     due = candidates(store, list(by_type), now - timedelta(seconds=window_seconds), limit)
     groups: dict[str, list[Mention]] = {}
     for mention in due:
-        groups.setdefault(mention.source, []).append(mention)
+        if by_type[mention.source].refreshes(mention):
+            groups.setdefault(mention.source, []).append(mention)
     for kind, mentions in groups.items():
         source = by_type[kind]
         size = max(1, source.refresh_batch)

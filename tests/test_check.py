@@ -73,6 +73,11 @@ def test_check_prints_the_routes_digests_spikes_and_search_terms(
     assert "  - daily to #cx-daily at 09:00 UTC (routed mentions, with the chart)" in lines
     assert any(line.startswith("spikes: checked every 5m") for line in lines)
     assert any(line.startswith("sentiment shifts: each 1d bucket") for line in lines), out
+    assert any(
+        line.startswith("reach refresh: every 10m, the unhandled complaints of the last 1d")
+        and "hackernews (50 a request)" in line
+        for line in lines
+    ), out
     # each source: the exact terms it sends, or that it matches locally
     searched = '      searches the API for: "quill pad", "app", "notes", "quillpad", "quill-pad", '
     searched += '"quillpad.io", "qpad"'

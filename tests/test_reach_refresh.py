@@ -212,7 +212,7 @@ def test_sources_without_a_read_by_id_are_not_refreshed() -> None:
 # -- the job -------------------------------------------------------------------------------
 
 
-def alert(world: World, source: str, external_id: str, reach: int, **fields: Any) -> Mention:
+def alert(world: World, source: str, external_id: str, reach: int | None, **fields: Any) -> Mention:
     values: dict[str, Any] = {
         "source": source,
         "external_id": external_id,
@@ -224,7 +224,11 @@ def alert(world: World, source: str, external_id: str, reach: int, **fields: Any
         "sentiment_label": "negative",
         "sentiment_score": -0.8,
         "reach": reach,
-        "reach_detail": {"points": reach} if source == "hackernews" else {"score": reach},
+        "reach_detail": {}
+        if reach is None
+        else {"points": reach}
+        if source == "hackernews"
+        else {"score": reach},
     }
     values.update(fields)
     mention = Mention(**values)
@@ -274,8 +278,9 @@ def test_a_complaint_that_grows_is_flagged_once_and_its_alert_re_rendered(
     handled = alert(world, "hackernews", "7919431", 1)
     world.post(world.click(handled, "earshot_handled"))
     old = alert(world, "hackernews", "7919432", 1, created_at=utcnow() - timedelta(days=3))
+    comment = alert(world, "hackernews", "7919433", None)  # HN comments have no points
     updates_before = len(world.slack.updates)
-    for object_id in ("7919424", "7919430", "7919431", "7919432"):
+    for object_id in ("7919424", "7919430", "7919431", "7919432", "7919433"):
         apis.hn[object_id] = hn_story(object_id, 412, 90)
     apis.reddit["t3_3gpbiu"] = reddit_item("t3_3gpbiu", 40)  # grew, still below 100
 
@@ -283,8 +288,8 @@ def test_a_complaint_that_grows_is_flagged_once_and_its_alert_re_rendered(
     report = rr.refresh_reach(world.store, sources(), POLICY, window_seconds=86400, now=now)
     assert report.errors == {}
     assert report.flagged == [story.id]
-    # Only recent unhandled complaints are asked for (not the praise, the handled one or
-    # the one older than the window).
+    # Only recent unhandled complaints are asked for (not the praise, the handled one, the
+    # one older than the window, or the HN comment).
     assert apis.asked["hn"] == [["7919424"]]
     assert apis.asked["reddit"] == [["t3_3gpbiu"]]
     assert stored(world.store, story.id or 0).reach == 412
@@ -292,6 +297,7 @@ def test_a_complaint_that_grows_is_flagged_once_and_its_alert_re_rendered(
     assert stored(world.store, post.id or 0).reach == 40
     for untouched in (praise, handled, old):
         assert stored(world.store, untouched.id or 0).reach == 1
+    assert stored(world.store, comment.id or 0).reach is None
 
     (event,) = events(world.store, "high_reach")
     assert event.mention_id == story.id and as_utc(event.at) == now

@@ -586,6 +586,12 @@ class Source(ABC):
     #: their reach stays the snapshot taken when they were fetched.
     refresh_batch: ClassVar[int] = 0
 
+    def refreshes(self, mention: Mention) -> bool:
+        """Whether ``mention`` (one of this source type's, as stored) is worth reading
+        again; default: every one (a source whose items include some that never have a
+        figure, such as HN comments, says no to those)."""
+        return True
+
     def refresh_reach(self, ids: Sequence[str]) -> dict[str, Fields]:
         """The current reach of the items ``ids`` (their ``external_id``; at most
         ``refresh_batch``), read from the API again: ``{external_id: {"reach": ...,

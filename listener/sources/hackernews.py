@@ -147,6 +147,10 @@ class HackerNewsSource(Source):
             # More hits than Algolia will page through: read the older part of the window.
             upper = oldest
 
+    def refreshes(self, mention: Mention) -> bool:
+        """Stories only: a comment has no points on Algolia (its stored reach is none)."""
+        return mention.reach is not None or "points" in (mention.reach_detail or {})
+
     def refresh_reach(self, ids: Sequence[str]) -> dict[str, reach.Fields]:
         """The current points and comments of the stories ``ids``, in one request."""
         wanted = list(dict.fromkeys(i for i in ids if i.isascii() and i.isdigit()))
