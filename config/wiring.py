@@ -493,11 +493,23 @@ def reach_policy(settings: Settings) -> ReachPolicy | None:
     return ReachPolicy(thresholds=settings.reach.thresholds(), sla_seconds=settings.reach_sla())
 
 
+#: The lease row (``source_state``) that lets one replica refresh reach per interval.
+REACH_REFRESH_LEASE = "job:reach-refresh"
+
+
 def refresh_reach_job(app: Earshot, now: datetime | None = None) -> RefreshReport | None:
     """One round of ``[reach] refresh``: the reach of recent unhandled complaints read
     again, those that crossed their threshold flagged (``listener/reach_refresh.py``).
-    A failure is logged; the next round tries again."""
+
+    One replica refreshes per interval: the round takes a lease for 90% of ``refresh``
+    (not given back), so the others skip (``None``) and the APIs are asked once; if that
+    replica stops, another takes over when the lease runs out. A failure is logged; the
+    next round tries again."""
     try:
+        hold = max(1.0, 0.9 * app.settings.reach.refresh)
+        if not app.store.acquire_source(REACH_REFRESH_LEASE, app.pipeline.owner, hold, now=now):
+            logger.debug("reach refresh: another replica holds this round")
+            return None
         return refresh_reach(
             app.store,
             app.sources,

@@ -478,10 +478,19 @@ def test_the_refresh_job_is_wired_and_can_be_turned_off(database_url: str, apis:
         app.store.ingest(None, [mention], None, lambda m: [("#cx-alerts", "alert")])
         app.store.mark_sent(_alert_row(app.store, mention.id or 0), "C1", "1.1")
         apis.hn["7919424"] = hn_story("7919424", 150, 3)
-        report = refresh_reach_job(app)
+        when = utcnow()
+        report = refresh_reach_job(app, now=when)
         assert report is not None and report.flagged == [mention.id]
     finally:
         app.close()
+    # A second replica skips the round the first one took; the first takes the next.
+    other = build(settings, Secrets(), database=database_url)
+    try:
+        other.pipeline.owner = "replica-b"
+        assert refresh_reach_job(other, now=when + timedelta(seconds=60)) is None
+        assert refresh_reach_job(other, now=when + timedelta(seconds=541)) is not None
+    finally:
+        other.close()
     for off in ({"refresh": 0}, {"refresh_for": "0"}, {"enabled": False}):
         app = build(parse_settings({**BASE, "reach": off}), Secrets(), database=database_url)
         try:
