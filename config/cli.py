@@ -824,7 +824,7 @@ def report(
         )
     show(days)
     if chart is not None:
-        chart.write_bytes(chart_png(digest.days, f"Mentions per day, last {since}"))
+        _write_whole(chart, chart_png(digest.days, f"Mentions per day, last {since}"))
         console.print(f"chart written to {chart}")
     if html_file is not None:
         from earshot.responders.report_html import render_report_html
@@ -840,19 +840,27 @@ def report(
             response_times=times,
             generated=end,
         )
-        # Written beside the target and renamed over it: never a half-written page.
-        partial = html_file.parent / f".{html_file.name or 'report'}.partial"
-        try:
-            if html_file.is_dir():
-                raise IsADirectoryError(21, "Is a directory")
-            partial.write_text(page, encoding="utf-8")
-            os.replace(partial, html_file)
-        except OSError as exc:
-            if partial.is_file():
-                partial.unlink()
-            typer.echo(f"earshot report: cannot write {html_file}: {exc.strerror or exc}", err=True)
-            raise typer.Exit(exitcodes.FAILED) from None
+        _write_whole(html_file, page.encode("utf-8"))
         console.print(f"report page written to {html_file}")
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write ``data`` beside ``path`` and rename it over: never a half-written file.
+
+    A path that cannot be written (no such folder, a folder, no permission) is one line on
+    stderr and exit 1, with nothing left behind.
+    """
+    partial = path.parent / f".{path.name or 'report'}.partial"
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "Is a directory")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except OSError as exc:
+        if partial.is_file():
+            partial.unlink()
+        typer.echo(f"earshot report: cannot write {path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(exitcodes.FAILED) from None
 
 
 def _share(counts: dict[str, int]) -> str:

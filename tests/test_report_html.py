@@ -391,17 +391,19 @@ def test_the_cli_writes_the_page_on_sqlite_and_postgres(database_url: str, tmp_p
     assert f"{loaded.recent}mentions" in parsed.all_text.replace(" ", "")
 
 
+@pytest.mark.parametrize("option", ["--html", "--chart"])
 @pytest.mark.parametrize("where", ["missing-dir/report.html", ".", "sub"])
 def test_a_page_that_cannot_be_written_is_one_line_and_exit_1(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, option: str
 ) -> None:
+    """The page or the chart PNG: one line on stderr, exit 1, nothing left behind."""
     loaded = load(f"sqlite:///{tmp_path / 'earshot.db'}", tmp_path)
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
     result = CliRunner().invoke(
         app,
-        ["report", "--config", str(loaded.config), "--html", where],
+        ["report", "--config", str(loaded.config), option, where],
         env={"COLUMNS": "200", "DATABASE_URL": loaded.url},
     )
     assert result.exit_code == 1
