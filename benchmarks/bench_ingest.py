@@ -33,7 +33,8 @@ the classifier's share from the pipeline's.
 
 ``--grouping`` measures what grouping mentions into stories costs (issue 18): interleaved
 pairs of earshot runs with ``[stories] enabled = false`` then ``true`` (each on a new
-database), the overhead in percent per pair, min and median, by wall and CPU time.
+database), the overhead in percent per pair, min and median, by wall and CPU time;
+``--links-only`` groups by shared links only (``near_duplicate = false``).
 
 ``--profile FILE`` writes a pyinstrument profile (HTML, or text for ``.txt``) of one
 SQLite earshot run.
@@ -172,13 +173,17 @@ def make_feed(total: int, seed: int = 10) -> Feed:
 
 
 def make_app(
-    database: str, feed: Feed, classifier: str = "experience", stories: bool = True
+    database: str,
+    feed: Feed,
+    classifier: str = "experience",
+    stories: bool = True,
+    near_duplicate: bool = True,
 ) -> Earshot:
     settings = parse_settings(
         {
             "product": {"name": "Acme", "queries": QUERIES},
             "sentiment": {"classifier": classifier},
-            "stories": {"enabled": stories},
+            "stories": {"enabled": stories, "near_duplicate": near_duplicate},
             "sources": [
                 {"type": "hackernews", "base_url": HN, "backfill": "30d"},
                 {
@@ -212,10 +217,14 @@ class Run:
 
 
 def earshot_run(
-    database: str, feed: Feed, classifier: str = "experience", stories: bool = True
+    database: str,
+    feed: Feed,
+    classifier: str = "experience",
+    stories: bool = True,
+    near_duplicate: bool = True,
 ) -> Run:
     """Poll every round through the pipeline; the polls only are timed."""
-    app = make_app(database, feed, classifier, stories)
+    app = make_app(database, feed, classifier, stories, near_duplicate)
     stored = duplicates = queued = 0
     try:
         feed.current = 0
@@ -308,7 +317,8 @@ def grouping_cost(args: argparse.Namespace) -> int:
     logging.getLogger("earshot").setLevel(logging.WARNING)
     total = args.mentions or (2_000 if args.quick else 10_000)
     repeats = max(3, args.repeats or 3)
-    header("Story grouping's cost on ingest: [stories] off vs on", args.quick)
+    what = "on, links only" if args.links_only else "on"
+    header(f"Story grouping's cost on ingest: [stories] off vs {what}", args.quick)
     where = pin_to_one_core()
     feed = make_feed(total)
     print(
@@ -335,7 +345,11 @@ def grouping_cost(args: argparse.Namespace) -> int:
                     with database(n, "on" if grouped else "off") as url:
                         if url is None:
                             break
-                        runs.append(earshot_run(url, feed, stories=grouped))
+                        runs.append(
+                            earshot_run(
+                                url, feed, stories=grouped, near_duplicate=not args.links_only
+                            )
+                        )
             if not on or len(on) != len(off):
                 continue
             ok = ok and all(r.stored == len(feed.texts) for r in off + on)
@@ -379,6 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--grouping",
         action="store_true",
         help="only measure what story grouping costs: pairs of runs with it off, then on",
+    )
+    parser.add_argument(
+        "--links-only",
+        action="store_true",
+        help="with --grouping: stories by shared link only ([stories] near_duplicate = false)",
     )
     args = parser.parse_args(argv)
     if args.grouping:

@@ -299,8 +299,8 @@ def check(w: World) -> dict[str, int]:
     by_id = {m.id: m for m in mentions}
     storming = [r for r in alerts if by_id[r.mention_id].source == "hackernews"]
     assert len(replies) == len(storming) - STORM_THRESHOLD, w.name
-    # Each story: one parent and every other member a reply naming it; the parent in Slack
-    # shows the story's final count.
+    # Each story: one parent and every other alerted member a reply naming it; the parent in
+    # Slack shows the story's final count.
     members: dict[int, list[Delivery]] = {}
     for row in alerts:
         mention = by_id[row.mention_id]

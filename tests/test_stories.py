@@ -371,3 +371,16 @@ def test_fake_slack_refuses_edits_slack_refuses(slack: FakeSlack) -> None:
     changed = channel.update(sent.channel_id, sent.ts, RenderedMessage("edited", [], None))
     assert changed.ts == sent.ts
     assert slack.messages[0]["text"] == "edited"
+
+
+def test_stories_settings_are_checked_with_a_suggestion() -> None:
+    base = {
+        "product": {"name": "A", "queries": ["a"]},
+        "sources": [{"type": "appstore", "app_id": 1}],
+    }
+    with pytest.raises(
+        Exception, match=r"stories.near_dupliate: unknown key \(did you mean 'near_duplicate'\?\)"
+    ):
+        parse_settings({**base, "stories": {"near_dupliate": True}})
+    settings = parse_settings({**base, "stories": {"window": "2d", "near_duplicate": False}})
+    assert (settings.stories.window, settings.stories.near_duplicate) == (172800.0, False)
