@@ -384,3 +384,30 @@ def test_stories_settings_are_checked_with_a_suggestion() -> None:
         parse_settings({**base, "stories": {"near_dupliate": True}})
     settings = parse_settings({**base, "stories": {"window": "2d", "near_duplicate": False}})
     assert (settings.stories.window, settings.stories.near_duplicate) == (172800.0, False)
+
+
+def test_sources_fill_the_link_a_post_is_about() -> None:
+    """Bluesky's external embed (real capture) and Reddit's link post give ``link``; a
+    Bluesky post without a card, a Reddit self post and an HN comment give none."""
+    from earshot.listener.sources.bluesky import BlueskySource
+    from earshot.listener.sources.hackernews import HackerNewsSource
+    from earshot.listener.sources.reddit import RedditSource
+
+    from .contract import make_http
+
+    sky = BlueskySource(make_http(), base_url="https://bsky.test", clock=lambda: 1747676496.0)
+    posts = load_json("bluesky/searchPosts_q_redistricting.json")["posts"]
+    links = [sky._mention(p)[0].link for p in posts]
+    assert links[1] == (
+        "https://open.substack.com/pub/christackett/p/the-pawn-or-the-collaborator"
+        "?r=92vnq&utm_medium=ios"
+    )
+    assert links[0] is None  # a link in the text only, no card
+    reddit = RedditSource(make_http(), subreddits=["acme"])
+    child = load_json("reddit/search_r_all_sort_relevance.json")["data"]["children"][0]
+    assert child["data"]["is_self"] is True and reddit._mention(child).link is None
+    hn = HackerNewsSource(make_http())
+    comment = load_json("hn_algolia/search_by_date_comment_query_apple.json")["hits"][0]
+    assert hn._mention(comment).link is None
+    story = load_json("hn_algolia/search_by_date_story_query_apple.json")["hits"][0]
+    assert hn._mention(story).link == story["url"]
