@@ -583,7 +583,9 @@ class Store:
                     .order_by(MENTIONS.c.id)
                     .limit(1)
                 ).first()
-                firsts[story] = shingles(row.title or row.text) if row else set()
+                # As ``Mention.body`` reads it: the new mention is compared by its body too.
+                first = "\n".join(part for part in (row.title, row.text) if part) if row else ""
+                firsts[story] = shingles(first)
             return firsts[story]
 
         plan: dict[int, int] = {}  # mention id -> story (as above)

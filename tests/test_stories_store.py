@@ -237,3 +237,21 @@ def test_text_keys_expire_after_the_window_too(store: Store) -> None:
     assert len(keys) == 9 and {k.key[:3] for k in keys} == {"url", "nd:"}
     assert later == []  # none looks newer than it is (it would never expire)
     assert len(earlier) == 9
+
+
+def test_a_copy_of_a_titled_post_joins_its_story_in_a_later_batch(store: Store) -> None:
+    """The stored first member is compared by its whole body (title and text), as the new
+    one is: a post whose title is short and whose text is the complaint still matches."""
+    title = "Logged out again"
+    store.ingest(
+        "rd", [mention("1", "reddit", title=title, text=COMPLAINT)], None, alert, stories=OPTIONS
+    )
+    store.ingest(
+        "ms",
+        [mention("2", "mastodon", text=f"{title}\n{COMPLAINT} #acme")],
+        None,
+        alert,
+        stories=OPTIONS,
+    )
+    (story,) = stories(store)
+    assert story.mention_count == 2
