@@ -299,10 +299,16 @@ def _spam(intents: Any) -> bool:
 
 def last_spikes(store: Store, limit: int = 1000) -> dict[str, datetime]:
     """When each group last had a spike alert queued (from the outbox)."""
+    return _last_alerts(store, KIND_SPIKE, limit)
+
+
+def _last_alerts(store: Store, kind: str, limit: int) -> dict[str, datetime]:
+    """When each group last had an alert of ``kind`` queued: its payload's ``at``, read
+    from the newest ``limit`` outbox rows of that kind (unreadable payloads are skipped)."""
     with Session(store.engine) as session:
         rows = session.exec(
             select(Delivery.payload)
-            .where(Delivery.kind == KIND_SPIKE)
+            .where(Delivery.kind == kind)
             .order_by(col(Delivery.id).desc())
             .limit(limit)
         ).all()
@@ -627,23 +633,7 @@ def _bucket_mentions(
 
 def last_shifts(store: Store, limit: int = 1000) -> dict[str, datetime]:
     """When each group last had a shift alert queued (its bucket's end, from the outbox)."""
-    with Session(store.engine) as session:
-        rows = session.exec(
-            select(Delivery.payload)
-            .where(Delivery.kind == KIND_SHIFT)
-            .order_by(col(Delivery.id).desc())
-            .limit(limit)
-        ).all()
-    last: dict[str, datetime] = {}
-    for payload in rows:
-        try:
-            group = str(payload["group"])
-            at = as_utc(datetime.fromisoformat(str(payload["at"])))
-        except (KeyError, TypeError, ValueError):
-            continue
-        if at is not None and (group not in last or at > last[group]):
-            last[group] = at
-    return last
+    return _last_alerts(store, KIND_SHIFT, limit)
 
 
 def check_shifts(

@@ -193,7 +193,8 @@ def _filtered(count: int) -> str:
     return f"{count} filtered as spam or off-topic (stored, not alerted)"
 
 
-def _duration(seconds: float | None) -> str:
+def duration_text(seconds: float | None) -> str:
+    """A response time as people read it: "42 min", "3.5 h", "2.0 d" ("-" when none)."""
     if seconds is None:
         return "-"
     if seconds < 3600:
@@ -360,7 +361,7 @@ def render_digest(digest: Digest) -> RenderedMessage:
         )
     if digest.response_times:
         lines = [
-            f"{safe(r.channel, 80)}: median {_duration(r.median)}, p90 {_duration(r.p90)} "
+            f"{safe(r.channel, 80)}: median {duration_text(r.median)}, p90 {duration_text(r.p90)} "
             f"({r.count} handled)"
             for r in digest.response_times
         ]
@@ -427,7 +428,8 @@ def digest_text(digest: Digest) -> str:
             ]
     for r in digest.response_times:
         lines.append(
-            f"response times {r.channel}: median {_duration(r.median)}, p90 {_duration(r.p90)}"
+            f"response times {r.channel}: median {duration_text(r.median)}, "
+            f"p90 {duration_text(r.p90)}"
         )
     if digest.replies_total:
         lines.append(f"replies to customers ({digest.replies_total}):")

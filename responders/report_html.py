@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 from earshot.listener.digest import DayCount, Digest, Item, ReplyItem, ResponseTimes
 
 from .blocks import one_line, source_name, truncate
-from .digest import link_url
+from .digest import duration_text, link_url
 
 __all__ = [
     "COLORS",
@@ -190,16 +190,6 @@ def _change_text(now: int, before: int) -> str:
     if not before:
         return f"{_signed(now - before)} (none before)"
     return f"{_signed(now - before)} ({_signed(round(100.0 * (now - before) / before))}%)"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 def _section(key: str, title: str, body: str) -> str:
@@ -617,7 +607,8 @@ def _times_section(times: Sequence[ResponseTimes]) -> str:
         return _section("response-times", title, _none("none yet (no alert marked Handled)"))
     rows = "".join(
         f"<tr><td><bdi>{_text(r.channel, 80)}</bdi></td><td class='n'>{r.count}</td>"
-        f"<td class='n'>{_duration(r.median)}</td><td class='n'>{_duration(r.p90)}</td></tr>"
+        f"<td class='n'>{duration_text(r.median)}</td>"
+        f"<td class='n'>{duration_text(r.p90)}</td></tr>"
         for r in times
     )
     table = (
