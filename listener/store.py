@@ -446,7 +446,7 @@ class Store:
                     )
             if stories is not None and stories.enabled and result.stored:
                 members = self._assign_stories(session, result.stored, stories)
-                if members and outbox:
+                if members:
                     outbox = self._thread_stories(session, outbox, members)
             if outbox and storm is not None and storm[0] > 0:
                 queries = {m.id: m.matched_query for m in result.stored}
@@ -749,7 +749,11 @@ class Store:
         self, session: Session, outbox: list[dict[str, Any]], members: dict[int, Membership]
     ) -> list[dict[str, Any]]:
         """Make later members' alerts replies in their story's thread, per channel, and
-        queue one live-count update of each parent touched."""
+        queue one live-count update of each parent touched.
+
+        A later member that is not alerted itself (stored only, held for a digest, or
+        alerted elsewhere) still changes the count its story's parents show: every parent
+        of its story gets the update too."""
         parents: dict[tuple[int, str], str] = {}
         counts: dict[tuple[int, str], int] = {}
         for row in outbox:
@@ -776,6 +780,21 @@ class Store:
             parents[where] = parent
             row["payload"] = {**row["payload"], "story": parent}
             counts[where] = max(counts.get(where, 0), member.count)
+        joined: dict[int, int] = {}
+        for member in members.values():
+            if not member.started:
+                joined[member.story_id] = max(joined.get(member.story_id, 0), member.count)
+        for story_id, count in joined.items():
+            alerts = session.execute(
+                select(OUTBOX.c.idempotency_key, OUTBOX.c.channel)
+                .select_from(OUTBOX.join(MENTIONS, OUTBOX.c.mention_id == MENTIONS.c.id))
+                .where(MENTIONS.c.story_id == story_id, OUTBOX.c.kind == "alert")
+                .order_by(OUTBOX.c.id)
+            ).all()
+            for key, channel in alerts:
+                where = (story_id, channel)
+                parents.setdefault(where, key)  # the first alert in a channel is its parent
+                counts[where] = max(counts.get(where, 0), count)
         updates = [
             _delivery_row(
                 f"story-update:{story_id}:{channel}:{count}",

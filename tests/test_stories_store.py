@@ -255,3 +255,18 @@ def test_a_copy_of_a_titled_post_joins_its_story_in_a_later_batch(store: Store) 
     )
     (story,) = stories(store)
     assert story.mention_count == 2
+
+
+def test_a_member_that_is_not_alerted_still_updates_its_parents_count(store: Store) -> None:
+    """A later member stored only (or held for a digest) joins the story: the parent's count
+    must say so, so its update is queued though the member itself posts nothing."""
+    store.ingest(
+        "hn", [mention("1", link=LINK, title="Acme launches")], None, alert, stories=OPTIONS
+    )
+    later = mention("2", "rss", link=f"{LINK}&utm_medium=rss", title="Acme launches, a review")
+    store.ingest("rss", [later], None, lambda _m: [], stories=OPTIONS)
+    (story,) = stories(store)
+    assert story.mention_count == 2
+    updates = [r for r in rows(store) if r.kind == "story_update"]
+    assert [u.idempotency_key for u in updates] == [f"story-update:{story.id}:#alerts:2"]
+    assert updates[0].payload["story"] == "alert:hackernews:1:#alerts"
