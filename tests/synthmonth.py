@@ -225,6 +225,7 @@ class _Shapes:
             if n % 4 == 0:
                 hit = copy.deepcopy(self.hn_story)
                 hit["title"], hit["story_text"] = text[:200], html.escape(text[200:])
+                hit["url"] = None  # the template's link is not this text's (stories key on it)
             else:
                 hit = copy.deepcopy(self.hn_comment)
                 hit["comment_text"] = html.escape(text)
@@ -249,12 +250,15 @@ class _Shapes:
             status["url"] = f"https://mastodon.social/@synth/{110_000_000 + n}"
             status["created_at"], status["content"] = iso, f"<p>{html.escape(text)}</p>"
             status["spoiler_text"] = ""
+            status["card"] = None  # the template's link preview is not this text's
             item, parse = status, self.mastodon._mention
         elif source == "bluesky":
             post = copy.deepcopy(self.posts[n % len(self.posts)])
             post["uri"] = f"at://did:plc:synth{n % 50}/app.bsky.feed.post/3synth{n}"
             post["record"]["text"], post["record"]["createdAt"] = text, iso
             post["record"].pop("facets", None)
+            post.pop("embed", None)  # nor is its embedded link
+            post["record"].pop("embed", None)
             post["indexedAt"] = iso
             item, parse = post, lambda p: self.bluesky._mention(p)[0]
         else:
