@@ -294,7 +294,16 @@ def check(w: World) -> dict[str, int]:
     summaries = [m for m in w.slack.messages if m["metadata"]["event_type"] == "earshot_storm"]
     replies = [m for m in w.slack.messages if m.get("thread_ts")]
     assert len(summaries) == 1, w.name  # one storm, ongoing for the whole test
-    assert all(m["thread_ts"] == summaries[0]["ts"] for m in replies)
+    # A reply is in the storm's thread, or (a story's later member) in its story parent's
+    # thread: a parent posted before the storm began keeps its story's replies.
+    by_key = {m["metadata"]["event_payload"]["key"]: m for m in w.slack.messages}
+    story_of_row = {r.idempotency_key: r.payload["story"] for r in rows if "story" in r.payload}
+    for reply in replies:
+        key = reply["metadata"]["event_payload"]["key"]
+        threads = {summaries[0]["ts"]}
+        if key in story_of_row and story_of_row[key] in by_key:
+            threads.add(by_key[story_of_row[key]]["ts"])
+        assert reply["thread_ts"] in threads, (w.name, key)
     # Every Hacker News alert past the threshold is a reply in the storm's thread.
     by_id = {m.id: m for m in mentions}
     storming = [r for r in alerts if by_id[r.mention_id].source == "hackernews"]

@@ -105,3 +105,12 @@ def test_ci_runs_the_readme_test_command() -> None:
     ]
     assert "--require-hashes -r requirements/test.lock" in command
     assert command in ci.splitlines()
+
+
+def test_ci_sets_no_earshot_variable_that_earshot_would_refuse() -> None:
+    """earshot reads every ``EARSHOT_*`` variable as a setting and refuses unknown ones, so a
+    CI-only switch named that way makes every CLI test fail in CI (and only there)."""
+    import re
+
+    ci = (ROOT / ".ci" / "run").read_text("utf-8")
+    assert not re.findall(r"^\s*(?:export\s+)?EARSHOT_\w+=", ci, flags=re.MULTILINE)

@@ -3,7 +3,7 @@ Chromium (tests/browser.py): its sections and figures in the DOM the browser bui
 laid out with a non-zero size, a screenshot with the page's colours in it, no network
 request, and hostile mention text shown as text.
 
-Without Chromium the browser tests are skipped, unless ``EARSHOT_REQUIRE_BROWSER=1`` (CI),
+Without Chromium the browser tests are skipped, unless ``CI_REQUIRE_BROWSER=1`` (CI),
 where they fail.
 """
 
@@ -69,12 +69,12 @@ def cli_sections(sections: list[str]) -> list[str]:
 
 
 def needs_browser() -> str:
-    """The Chromium executable; skip (or fail under EARSHOT_REQUIRE_BROWSER=1) without."""
+    """The Chromium executable; skip (or fail under CI_REQUIRE_BROWSER=1) without."""
     exe = chromium()
     if exe is None:
         reason = "chromium is not installed (apt-get install chromium)"
-        if os.environ.get("EARSHOT_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"EARSHOT_REQUIRE_BROWSER=1 but {reason}")
+        if os.environ.get("CI_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"CI_REQUIRE_BROWSER=1 but {reason}")
         pytest.skip(reason)
     return exe
 
