@@ -35,7 +35,7 @@ from .models import (
     as_utc,
     utcnow,
 )
-from .stories import Membership, StoryKeys, StoryOptions, jaccard, keys_for, shingles
+from .stories import Membership, StoryKeys, StoryOptions, jaccard, keys_for_many, shingles
 
 logger = logging.getLogger("earshot.listener.store")
 
@@ -552,10 +552,13 @@ class Store:
         now = utcnow()
         cutoff = now - timedelta(seconds=options.window)
         keys: dict[int, StoryKeys] = {}
-        for mention in stored:
+        bodies_of = [m.body for m in stored]
+        made_keys = keys_for_many(
+            [m.link for m in stored], bodies_of, near_duplicate=options.near_duplicate
+        )
+        for mention, made in zip(stored, made_keys, strict=True):
             assert mention.id is not None
-            made = keys_for(mention.link, mention.body, near_duplicate=options.near_duplicate)
-            if made.all:
+            if made.url_key or made.near:
                 keys[mention.id] = made
         if not keys:
             return {}
@@ -572,44 +575,60 @@ class Store:
             live.update({row.key: row.story_id for row in rows})
         firsts: dict[int, set[str]] = {}
         bodies: dict[int, str] = {}  # the first text of the stories started in this batch
+        # The first mention's text of every stored story a text key points at, in one query.
+        stored_stories = sorted(
+            {
+                live[k]
+                for found in keys.values()
+                if not (found.url_key and found.url_key in live)
+                for k in found.near
+                if k in live
+            }
+        )
+        for start in range(0, len(stored_stories), _CHUNK):
+            chunk = stored_stories[start : start + _CHUNK]
+            first_ids = (
+                select(func.min(MENTIONS.c.id))
+                .where(MENTIONS.c.story_id.in_(chunk))
+                .group_by(MENTIONS.c.story_id)
+            )
+            for row in session.execute(
+                select(MENTIONS.c.story_id, MENTIONS.c.title, MENTIONS.c.text).where(
+                    MENTIONS.c.id.in_(first_ids)
+                )
+            ):
+                # As ``Mention.body`` reads it: the new mention is compared by its body too.
+                bodies[row.story_id] = "\n".join(p for p in (row.title, row.text) if p)
 
         def first_shingles(story: int) -> set[str]:
-            if story in bodies:
-                firsts[story] = shingles(bodies.pop(story))
-            if story not in firsts:  # a stored story: its first mention's text
-                row = session.execute(
-                    select(MENTIONS.c.title, MENTIONS.c.text)
-                    .where(MENTIONS.c.story_id == story)
-                    .order_by(MENTIONS.c.id)
-                    .limit(1)
-                ).first()
-                # As ``Mention.body`` reads it: the new mention is compared by its body too.
-                first = "\n".join(part for part in (row.title, row.text) if part) if row else ""
-                firsts[story] = shingles(first)
+            if story not in firsts:
+                firsts[story] = shingles(bodies.pop(story, ""))
             return firsts[story]
 
         plan: dict[int, int] = {}  # mention id -> story (as above)
-        for mention in stored:
+        for mention, body in zip(stored, bodies_of, strict=True):
             assert mention.id is not None
             found = keys.get(mention.id)
             if found is None:
                 continue
             story = live.get(found.url_key) if found.url_key else None
             if story is None and found.near:
-                grams = shingles(mention.body)
+                grams: set[str] | None = None  # made for the first candidate only
                 tried: set[int] = set()
                 for key in found.near:
                     candidate = live.get(key)
                     if candidate is None or candidate in tried:
                         continue
                     tried.add(candidate)
+                    if grams is None:
+                        grams = shingles(body)
                     if jaccard(grams, first_shingles(candidate)) >= options.threshold:
                         story = candidate
                         break
             if story is None:
                 story = -mention.id
                 if found.near:
-                    bodies[story] = mention.body
+                    bodies[story] = body
             plan[mention.id] = story
             for key in found.all:
                 live.setdefault(key, story)
@@ -670,9 +689,10 @@ class Store:
         # Count the members each stored story gained; a new story was inserted counted.
         fresh_ids = set(ids.values()) - set(moved)
         gained = Counter(story for story in resolved.values() if story not in fresh_ids)
-        base: dict[int, int] = {}
-        for story, n in gained.items():
-            base[story] = self._bump_story(session, story, n, now) - n
+        base = {
+            story: count - gained[story]
+            for story, count in self._bump_stories(session, gained, now).items()
+        }
         members: dict[int, Membership] = {}
         seen: Counter[int] = Counter()
         for mention in stored:
@@ -703,14 +723,14 @@ class Store:
         table = STORY_KEYS
         links = sorted(k for k in wants if k.startswith("url:"))
         texts = sorted(k for k in wants if not k.startswith("url:"))
-        stmt = self.insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["key"],
-            set_={"story_id": stmt.excluded.story_id, "seen_at": stmt.excluded.seen_at},
-            where=(table.c.story_id == stmt.excluded.story_id) | (table.c.seen_at < cutoff),
-        )
         held: set[str] = set()
         if links:
+            stmt = self.insert(table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["key"],
+                set_={"story_id": stmt.excluded.story_id, "seen_at": stmt.excluded.seen_at},
+                where=(table.c.story_id == stmt.excluded.story_id) | (table.c.seen_at < cutoff),
+            )
             rows = [{"key": k, "story_id": wants[k], "seen_at": now} for k in links]
             held = set(session.execute(stmt.returning(table.c.key), rows).scalars())
         if texts:
@@ -734,16 +754,33 @@ class Store:
         process = STORY_KEYS.c.seen_at.type.dialect_impl(dialect).bind_processor(dialect)
         return process(at) if process is not None else at
 
-    def _bump_story(self, session: Session, story_id: int, n: int, now: datetime) -> int:
-        """Count ``n`` more members; the story's count after them."""
-        return int(
-            session.execute(
-                update(STORIES)
-                .where(STORIES.c.id == story_id)
-                .values(mention_count=STORIES.c.mention_count + n, last_at=now)
-                .returning(STORIES.c.mention_count)
-            ).scalar_one()
+    def _bump_stories(
+        self, session: Session, gained: dict[int, int], now: datetime
+    ) -> dict[int, int]:
+        """Count more members (``{story: n}``); each story's count after them.
+
+        One ``executemany`` of the updates, then one read of the counts: the updated rows
+        stay locked by this transaction until it commits, so what is read is this count.
+        """
+        if not gained:
+            return {}
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        at = self._db_time(now)
+        session.connection().exec_driver_sql(
+            f"UPDATE stories SET mention_count = mention_count + {mark}, last_at = {mark} "
+            f"WHERE id = {mark}",
+            [(n, at, story) for story, n in sorted(gained.items())],
         )
+        counts: dict[int, int] = {}
+        wanted = sorted(gained)
+        for start in range(0, len(wanted), _CHUNK):
+            rows = session.execute(
+                select(STORIES.c.id, STORIES.c.mention_count).where(
+                    STORIES.c.id.in_(wanted[start : start + _CHUNK])
+                )
+            )
+            counts.update({row.id: int(row.mention_count) for row in rows})
+        return counts
 
     def _thread_stories(
         self, session: Session, outbox: list[dict[str, Any]], members: dict[int, Membership]

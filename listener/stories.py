@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -86,15 +86,19 @@ MIN_WORDS = 8
 #: Words per shingle.
 SHINGLE = 3
 #: MinHash bands and rows per band: a candidate needs one band of ``ROWS`` equal minimums.
-BANDS = 8
-ROWS = 3
+BANDS = 5
+ROWS = 2
 #: The shingle Jaccard at or above which a candidate is the same text (docs/stories.md).
 NEAR_DUPLICATE_JACCARD = 0.5
 
 _PRIME = (1 << 61) - 1
 _RNG = np.random.default_rng(20261202)
-_A = _RNG.integers(1, _PRIME, size=BANDS * ROWS, dtype=np.uint64)
+_A = _RNG.integers(1, _PRIME, size=BANDS * ROWS, dtype=np.uint64) | np.uint64(1)
 _B = _RNG.integers(0, _PRIME, size=BANDS * ROWS, dtype=np.uint64)
+#: Odd multipliers that mix a shingle's word hashes, and a band's minimums, into one.
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_PREFIXES = [f"nd:{band}:" for band in range(BANDS)]
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _HANDLE = re.compile(r"(?<!\w)@[\w.\-]+(?:@[\w.\-]+)?")
@@ -191,33 +195,58 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b)
 
 
-def _hashes(grams: Iterable[str]) -> np.ndarray:
-    """A 32-bit hash of each shingle (CRC-32: stable across processes, unlike ``hash``)."""
-    return np.fromiter(
-        (zlib.crc32(g.encode("utf-8", "surrogatepass")) for g in grams), dtype=np.uint64
-    )
+def _word_hashes(tokens: Sequence[str]) -> list[int]:
+    """A 32-bit hash of each word (CRC-32: stable across processes, unlike ``hash``)."""
+    return [zlib.crc32(t.encode("utf-8", "surrogatepass")) for t in tokens]
+
+
+def near_keys_many(texts: Sequence[str]) -> list[list[str]]:
+    """The ``nd:<band>:<hash>`` keys of each text (none for a text under ``MIN_WORDS``
+    words), the MinHash of all of them in one pass of array arithmetic.
+
+    One MinHash of ``BANDS * ROWS`` permutations over each text's shingles (a shingle's
+    hash mixes its words' CRC-32s; a repeated shingle changes no minimum, so the text's
+    shingle *set* is what counts), cut into bands; two texts share a band key with
+    probability ``1 - (1 - J**ROWS)**BANDS`` for shingle Jaccard ``J`` (0.76 at 0.5, 0.97
+    at 0.7). A band key is the band's ``ROWS`` minimums mixed into one 64-bit number.
+    """
+    out: list[list[str]] = [[] for _ in texts]
+    hashes: list[int] = []
+    starts: list[int] = []  # where each long enough text's words start in ``hashes``
+    which: list[int] = []  # and which text it is
+    for i, text in enumerate(texts):
+        tokens = words(text)
+        if len(tokens) >= MIN_WORDS:
+            starts.append(len(hashes))
+            which.append(i)
+            hashes.extend(_word_hashes(tokens))
+    if not which:
+        return out
+    h = np.array(hashes, dtype=np.uint64)
+    # Shingle i of the whole run is words i, i+1, i+2; the ones that cross from one text
+    # into the next are left out (a text's last SHINGLE - 1 positions).
+    grams = (h[:-2] * _M1 + h[1:-1]) * _M2 + h[2:]
+    keep = np.ones(len(grams), dtype=bool)
+    inner = np.array(starts[1:], dtype=np.int64)  # where each text but the first starts
+    for back in range(1, SHINGLE):
+        keep[inner - back] = False
+    grams = grams[keep]
+    offsets = np.array(starts, dtype=np.int64) - np.arange(len(starts)) * (SHINGLE - 1)
+    # (a * x + b) mod 2**64 for every permutation and shingle (uint64 wraps; ``a`` odd, so
+    # each is a permutation of 64-bit numbers), the minimum per text.
+    mixed = grams[:, None] * _A[None, :] + _B[None, :]
+    signature = np.minimum.reduceat(mixed, offsets, axis=0).reshape(len(which), BANDS, ROWS)
+    band = signature[:, :, 0]
+    for row in range(1, ROWS):
+        band = band * _M1 + signature[:, :, row]
+    for i, values in zip(which, band.tolist(), strict=True):
+        out[i] = [prefix + f"{v:x}" for prefix, v in zip(_PREFIXES, values, strict=True)]
+    return out
 
 
 def near_keys(text: str) -> list[str]:
-    """The ``nd:<band>:<hash>`` keys of a text (none for a text under ``MIN_WORDS`` words).
-
-    One MinHash of ``BANDS * ROWS`` permutations over the text's shingles, cut into bands;
-    two texts share a band key with probability ``1 - (1 - J**ROWS)**BANDS`` for shingle
-    Jaccard ``J`` (0.66 at 0.5, 0.98 at 0.7).
-    """
-    grams = shingles(text)
-    if not grams:
-        return []
-    values = _hashes(grams)
-    # (a * x + b) mod p for every permutation and shingle; uint64 wraps, which is a fine
-    # universal hash family for this purpose (the keys only find candidates).
-    mixed = values[:, None] * _A[None, :] + _B[None, :]
-    signature = mixed.min(axis=0).tolist()
-    # The band's minimums themselves, in hex (at most 3 x 16 digits: the key fits in 80).
-    return [
-        f"nd:{band}:" + ".".join(f"{v:x}" for v in signature[band * ROWS : (band + 1) * ROWS])
-        for band in range(BANDS)
-    ]
+    """The ``nd:<band>:<hash>`` keys of one text (``near_keys_many``)."""
+    return near_keys_many([text])[0]
 
 
 @dataclass(frozen=True)
@@ -237,9 +266,19 @@ def keys_for(link: str | None, body: str, *, near_duplicate: bool = True) -> Sto
     """Every story key of one mention (see the module docstring): ``link`` is
     ``mention.link`` (sources whose item is the article, RSS and Google Alerts, fill it
     with the article's URL)."""
-    canonical = canonical_url(link)
-    near = tuple(near_keys(body)) if near_duplicate else ()
-    return StoryKeys(canonical, url_key(canonical) if canonical else None, near)
+    return keys_for_many([link], [body], near_duplicate=near_duplicate)[0]
+
+
+def keys_for_many(
+    links: Sequence[str | None], bodies: Sequence[str], *, near_duplicate: bool = True
+) -> list[StoryKeys]:
+    """``keys_for`` of many mentions at once (one MinHash pass: ``near_keys_many``)."""
+    near = near_keys_many(bodies) if near_duplicate else [[] for _ in bodies]
+    made = []
+    for link, bands in zip(links, near, strict=True):
+        canonical = canonical_url(link)
+        made.append(StoryKeys(canonical, url_key(canonical) if canonical else None, tuple(bands)))
+    return made
 
 
 @dataclass(frozen=True)

@@ -363,7 +363,7 @@ def test_no_query_of_the_hot_path_reads_mentions_or_outbox_whole(
     # Stories ran too: keys looked up, a copy compared with its story's first mention, a
     # parent alert found for a reply.
     assert any("story_keys" in s and s.lstrip().startswith("SELECT") for s in statements)
-    assert any("mentions.story_id = " in s and "LIMIT" in s for s in statements)
+    assert any("mentions.story_id IN" in s and "min(mentions.id)" in s for s in statements)
     assert any("JOIN mentions" in s and "story_id" in s for s in statements)
     problems: list[str] = []
     with app.store.engine.connect() as conn:

@@ -24,7 +24,7 @@ from earshot.config.wiring import Earshot, build
 from earshot.listener import workflow as wf
 from earshot.listener.models import Mention
 from earshot.listener.sources.base import Source
-from earshot.listener.stories import canonical_url
+from earshot.listener.stories import BANDS, canonical_url, near_keys, near_keys_many
 
 from .conftest import REAL, load_json
 from .fakeslack import FakeSlack
@@ -411,3 +411,22 @@ def test_sources_fill_the_link_a_post_is_about() -> None:
     assert hn._mention(comment).link is None
     story = load_json("hn_algolia/search_by_date_story_query_apple.json")["hits"][0]
     assert hn._mention(story).link == story["url"]
+
+
+def test_a_batch_of_texts_gets_the_keys_each_text_gets_alone() -> None:
+    # One MinHash pass runs over the words of many texts: no shingle may span two texts.
+    texts = [
+        "the app crashes every time I open the settings page on my phone",
+        "too short to key",
+        "",
+        "billing charged me twice this month and support never answered my emails",
+        "the app crashes every time I open the settings page on my phone",
+    ]
+    batch = near_keys_many(texts)
+    assert batch == [near_keys(t) for t in texts]
+    assert [len(k) for k in batch] == [BANDS, 0, 0, BANDS, BANDS]
+    assert batch[0] == batch[4] and not set(batch[0]) & set(batch[3])
+    # A word moved is a different text, a repeated shingle changes nothing (a set).
+    assert near_keys(texts[0]) != near_keys(texts[0].replace("every time", "time every"))
+    loop = " ".join(["the app crashes"] * 3)  # three shingles, repeated
+    assert near_keys(loop + " the app crashes") == near_keys(loop)
