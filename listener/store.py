@@ -637,20 +637,24 @@ class Store:
         started = [s for s in sizes if s < 0]
         ids: dict[int, int] = {}
         if started:
-            new_rows = [
-                {
-                    "url": keys[-s].url,
-                    "title": (by_id[-s].title or by_id[-s].text or "")[:500],
-                    "mention_count": sizes[s],
-                    "created_at": now,
-                    "last_at": now,
-                }
-                for s in started
-            ]
-            made_ids = session.execute(
-                self.insert(STORIES).returning(STORIES.c.id, sort_by_parameter_order=True),
-                new_rows,
-            ).scalars()
+            made_ids = self._new_story_ids(session, len(started))
+            at = self._db_time(now)
+            mark = "?" if self.dialect == "sqlite" else "%s"
+            session.connection().exec_driver_sql(
+                "INSERT INTO stories (id, url, title, mention_count, created_at, last_at) "
+                f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark})",
+                [
+                    (
+                        story_id,
+                        keys[-s].url,
+                        (by_id[-s].title or by_id[-s].text or "")[:500],
+                        sizes[s],
+                        at,
+                        at,
+                    )
+                    for s, story_id in zip(started, made_ids, strict=True)
+                ],
+            )
             ids = dict(zip(started, made_ids, strict=True))
         resolved = {mid: ids.get(s, s) for mid, s in plan.items()}
         # Point every key at its story (the first mention with it wins within the batch).
@@ -746,6 +750,28 @@ class Store:
             seen, before = self._db_time(now), self._db_time(cutoff)
             session.connection().exec_driver_sql(sql, [(k, wants[k], seen, before) for k in texts])
         return held
+
+    def _new_story_ids(self, session: Session, n: int) -> list[int]:
+        """``n`` ids for new ``stories`` rows, so that they go in with one ``executemany``
+        (an insert returning its ids in order goes row by row on SQLite).
+
+        PostgreSQL: the next ``n`` of the table's sequence (unique across replicas).
+        SQLite: the ones after the largest id; this transaction has already written (the
+        mentions), so it holds the database's write lock and no other writer can take
+        them.
+        """
+        if self.dialect == "postgresql":
+            return list(
+                session.connection()
+                .exec_driver_sql(
+                    "SELECT nextval(pg_get_serial_sequence('stories', 'id')) "
+                    "FROM generate_series(1, %s)",
+                    (n,),
+                )
+                .scalars()
+            )
+        top = session.connection().exec_driver_sql("SELECT max(id) FROM stories").scalar()
+        return list(range(int(top or 0) + 1, int(top or 0) + 1 + n))
 
     def _db_time(self, at: datetime) -> Any:
         """``at`` as this database's driver takes a timezone-aware column's value (SQLite:
