@@ -236,6 +236,11 @@ class DeliveryWorker:
             if wait > 0:
                 self.sleep(wait)
 
+    def _backoff(self, attempts: int) -> float:
+        """The wait before attempt ``attempts + 1`` when Slack gave no ``Retry-After``:
+        doubling from ``backoff_base``, at most ``backoff_max``."""
+        return float(min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1)))
+
     def _thread_root(self, key: str) -> str | None:
         """The ``ts`` of the thread a reply to the row ``key`` goes in: ``None`` while that
         row (or the root above it) is still pending, ``""`` when it was never posted
@@ -319,7 +324,7 @@ class DeliveryWorker:
                 return
             delay = exc.retry_after
             if delay is None:
-                delay = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
+                delay = self._backoff(attempts)
             # chat.update is idempotent: no lookup before the next attempt.
             self.store.mark_retry(delivery.id, str(exc), delay)
             report.retried += 1
@@ -419,8 +424,7 @@ class DeliveryWorker:
                 return
             delay = exc.retry_after
             if delay is None:
-                delay = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
-                delay *= random.uniform(0.5, 1.0)
+                delay = self._backoff(attempts) * random.uniform(0.5, 1.0)
             logger.warning(
                 "outbox %s: retry in %.1fs: %s",
                 delivery.idempotency_key,
