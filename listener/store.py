@@ -823,34 +823,12 @@ class Store:
         of its story gets the update too."""
         parents: dict[tuple[int, str], str] = {}
         counts: dict[tuple[int, str], int] = {}
-        for row in outbox:
-            member = members.get(row["mention_id"])
-            if row["kind"] != "alert" or member is None:
-                continue
-            where = (member.story_id, row["channel"])
-            parent = parents.get(where)
-            if parent is None and not member.started:
-                parent = session.execute(
-                    select(OUTBOX.c.idempotency_key)
-                    .select_from(OUTBOX.join(MENTIONS, OUTBOX.c.mention_id == MENTIONS.c.id))
-                    .where(
-                        MENTIONS.c.story_id == member.story_id,
-                        OUTBOX.c.channel == row["channel"],
-                        OUTBOX.c.kind == "alert",
-                    )
-                    .order_by(OUTBOX.c.id)
-                    .limit(1)
-                ).scalar_one_or_none()
-            if parent is None:
-                parents[where] = row["idempotency_key"]
-                continue
-            parents[where] = parent
-            row["payload"] = {**row["payload"], "story": parent}
-            counts[where] = max(counts.get(where, 0), member.count)
+        # Stories joined by this batch: their alerts already stored, one query a story. The
+        # first alert in a channel is the story's parent there, and its count changes.
         joined: dict[int, int] = {}
-        for member in members.values():
-            if not member.started:
-                joined[member.story_id] = max(joined.get(member.story_id, 0), member.count)
+        for joiner in members.values():
+            if not joiner.started:
+                joined[joiner.story_id] = max(joined.get(joiner.story_id, 0), joiner.count)
         for story_id, count in joined.items():
             alerts = session.execute(
                 select(OUTBOX.c.idempotency_key, OUTBOX.c.channel)
@@ -859,9 +837,19 @@ class Store:
                 .order_by(OUTBOX.c.id)
             ).all()
             for key, channel in alerts:
-                where = (story_id, channel)
-                parents.setdefault(where, key)  # the first alert in a channel is its parent
-                counts[where] = max(counts.get(where, 0), count)
+                parents.setdefault((story_id, channel), key)
+                counts[(story_id, channel)] = count
+        for row in outbox:
+            member = members.get(row["mention_id"])
+            if row["kind"] != "alert" or member is None:
+                continue
+            where = (member.story_id, row["channel"])
+            parent = parents.get(where)
+            if parent is None:  # the story's first alert in this channel
+                parents[where] = row["idempotency_key"]
+                continue
+            row["payload"] = {**row["payload"], "story": parent}
+            counts[where] = max(counts.get(where, 0), member.count)
         updates = [
             _delivery_row(
                 f"story-update:{story_id}:{channel}:{count}",
